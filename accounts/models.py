@@ -1,0 +1,173 @@
+"""Tenants (apps), their API keys, the users they link and the codes that link them."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import crypto
+
+
+class Scope(models.TextChoices):
+    USER_LINK = "user.link"
+    USER_READ = "user.read"
+    USER_DELETE = "user.delete"
+
+
+class App(models.Model):
+    """One customer application: owns its keys, users and devices."""
+
+    app_id = models.CharField(max_length=24, unique=True, default=crypto.public_id, editable=False)
+    name = models.CharField(max_length=200)
+    is_active = models.BooleanField(default=True)
+    contact_emails = models.JSONField(default=list, blank=True)
+    sdk_config = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.app_id})"
+
+
+class ApiKey(models.Model):
+    """A scoped server-to-server credential `<key_id>.<secret>`; only the digest is stored."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="api_keys")
+    key_id = models.CharField(max_length=16, unique=True, default=crypto.key_id, editable=False)
+    secret_digest = models.CharField(max_length=64, editable=False)
+    name = models.CharField(max_length=200)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    rotated_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["expires_at"], name="apikey_expires_at")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key_id})"
+
+
+class UserStatus(models.TextChoices):
+    PENDING = "pending"
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class LinkedUser(models.Model):
+    """The platform user linked to one external id of one app.
+
+    A deleted user keeps its row until the purge; the uniqueness of (app, external_id) ignores
+    deleted rows, so the same external id can be linked again to a brand-new user at once.
+    """
+
+    user_id = models.CharField(max_length=24, unique=True, default=crypto.public_id, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="users")
+    external_id = models.CharField(max_length=256)
+    status = models.CharField(max_length=16, choices=UserStatus, default=UserStatus.PENDING)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "user"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["app", "external_id"],
+                condition=~Q(status="deleted"),
+                name="one_live_user_per_external_id",
+            ),
+        ]
+        indexes = [models.Index(fields=["external_id"], name="linkeduser_external_id")]
+
+    def __str__(self) -> str:
+        return self.user_id
+
+    @property
+    def is_usable(self) -> bool:
+        return self.status != UserStatus.DELETED and self.disabled_at is None
+
+
+class AuthCodeStatus(models.TextChoices):
+    ISSUED = "issued"
+    REDEEMED = "redeemed"
+    EXPIRED = "expired"
+    VOID = "void"
+
+
+class AuthCode(models.Model):
+    """A single-use code that lets the SDK create or restore its user; only the digest is kept.
+
+    `redeemed_install_id` names the device that used it (devices are keyed by install id
+    within an app), which is also what makes a retry by the same install recognisable.
+    """
+
+    code_digest = models.CharField(max_length=64, unique=True, editable=False)
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    user = models.ForeignKey(LinkedUser, on_delete=models.CASCADE, related_name="auth_codes")
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="auth_codes"
+    )
+    status = models.CharField(max_length=16, choices=AuthCodeStatus, default=AuthCodeStatus.ISSUED)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    redeemed_at = models.DateTimeField(null=True, blank=True)
+    redeemed_install_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        verbose_name = "authentication code"
+        indexes = [
+            models.Index(fields=["expires_at"], name="authcode_expires_at"),
+            models.Index(fields=["user", "-created_at"], name="authcode_user_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"code {self.pk} for {self.user_id}"
+
+
+class DeletionStatus(models.TextChoices):
+    PENDING = "pending"
+    DONE = "done"
+
+
+class DeletionRequest(models.Model):
+    """A customer's request to erase a user; outlives the user's rows so a repeated DELETE
+    answers with the same request id and the purge can be audited."""
+
+    request_id = models.CharField(
+        max_length=24, unique=True, default=crypto.public_id, editable=False
+    )
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="deletion_requests")
+    user = models.OneToOneField(
+        LinkedUser,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deletion_request",
+    )
+    deleted_user_id = models.CharField(max_length=24, unique=True)
+    requested_by_key_id = models.CharField(max_length=16, blank=True, default="")
+    status = models.CharField(max_length=16, choices=DeletionStatus, default=DeletionStatus.PENDING)
+    requested_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["requested_at"],
+                condition=Q(status="pending"),
+                name="deletion_pending",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"deletion {self.request_id} of {self.deleted_user_id}"

@@ -1,0 +1,23 @@
+"""Background jobs on accounts: thin wrappers around services."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from celery import shared_task
+
+from accounts import services
+
+DELETION_SWEEP_GRACE = dt.timedelta(minutes=5)
+
+
+@shared_task(acks_late=True)
+def purge_deleted_user(request_id: str) -> bool:
+    return services.purge_deleted_user(request_id=request_id)
+
+
+@shared_task(acks_late=True)
+def sweep_deletion_requests() -> int:
+    """Purges deletions whose own task never ran (broker down, worker lost)."""
+    request_ids = services.pending_deletions(older_than=DELETION_SWEEP_GRACE)
+    return sum(services.purge_deleted_user(request_id=request_id) for request_id in request_ids)

@@ -1,0 +1,314 @@
+"""Customer API on users (read, delete) and the SDK API (redeem, status, token, reset)."""
+
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import services as account_services
+from accounts.api import CUSTOMER_ERRORS, CustomerApiView
+from accounts.authentication import require_scope
+from accounts.models import DeletionRequest, LinkedUser, Scope, UserStatus
+from accounts.selectors import PUBLIC_ID
+from devices import selectors, services
+from devices.authentication import AccessTokenAuthentication
+from devices.models import FormFactor, InactiveReason, Platform
+from portal.errors import ApiError, ErrorCode
+from portal.fields import TextField
+from portal.schema import error_responses
+from portal.throttling import ClientAddressThrottle
+
+
+class DeviceOutput(serializers.Serializer):
+    install_id = serializers.CharField()
+    platform = serializers.ChoiceField(choices=Platform.choices)
+    form_factor = serializers.ChoiceField(choices=FormFactor.choices)
+    model = serializers.CharField()
+    os_version = serializers.CharField()
+    app_version = serializers.CharField()
+    sdk_version = serializers.CharField()
+    active = serializers.BooleanField(source="is_active")
+    inactive_reason = serializers.ChoiceField(choices=InactiveReason.choices, allow_null=True)
+    activated_at = serializers.DateTimeField(allow_null=True)
+    deactivated_at = serializers.DateTimeField(allow_null=True)
+    last_seen_at = serializers.DateTimeField()
+
+    class Meta:
+        ref_name = "Device"
+
+
+class UserOutput(serializers.Serializer):
+    user_id = serializers.CharField()
+    external_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=UserStatus.choices)
+    created_at = serializers.DateTimeField()
+    devices = DeviceOutput(many=True)
+
+    class Meta:
+        ref_name = "User"
+
+
+def _user_or_404(request: Request, **lookup: str) -> LinkedUser:
+    user = selectors.users_with_devices(app=request.auth.app).filter(**lookup).first()
+    if user is None:
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+    return user
+
+
+def _valid_user_id(user_id: str) -> str:
+    if not PUBLIC_ID.match(user_id):
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+    return user_id
+
+
+class _MethodScopes(BasePermission):
+    scopes: dict[str, str] = {}
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        scope = self.scopes.get(request.method, Scope.USER_READ)
+        return require_scope(scope)().has_permission(request, view)
+
+
+class _UserScopes(_MethodScopes):
+    scopes = {"GET": Scope.USER_READ, "DELETE": Scope.USER_DELETE}
+
+
+class UserDetailView(CustomerApiView):
+    permission_classes = [_UserScopes]
+
+    class DeletionOutput(serializers.Serializer):
+        request_id = serializers.CharField()
+
+        class Meta:
+            ref_name = "DeletionRequest"
+
+    @extend_schema(
+        operation_id="get_user",
+        tags=["customer"],
+        responses={200: UserOutput, **error_responses(ErrorCode.USER_NOT_FOUND, *CUSTOMER_ERRORS)},
+        description="A user of the app with its devices (active first). Scope `user.read`.",
+    )
+    def get(self, request: Request, user_id: str) -> Response:
+        user = _user_or_404(request, user_id=_valid_user_id(user_id))
+        return Response(UserOutput(user).data)
+
+    @extend_schema(
+        operation_id="delete_user",
+        tags=["customer"],
+        responses={
+            202: DeletionOutput,
+            **error_responses(ErrorCode.USER_NOT_FOUND, *CUSTOMER_ERRORS),
+        },
+        description=(
+            "Deletes the user: at once its devices become inactive (`USER_DELETED`), its codes "
+            "and access tokens void; its data is purged in the background. Repeating the "
+            "request answers 202 with the same request id. Scope `user.delete`."
+        ),
+    )
+    def delete(self, request: Request, user_id: str) -> Response:
+        _valid_user_id(user_id)
+        app = request.auth.app
+        user = LinkedUser.objects.filter(app=app, user_id=user_id).first()
+        if user is not None:
+            deletion = account_services.request_user_deletion(
+                user=user, requested_by_key_id=request.auth.key_id
+            )
+        else:  # already purged: the request outlives the user
+            deletion = DeletionRequest.objects.filter(app=app, deleted_user_id=user_id).first()
+            if deletion is None:
+                raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+        return Response(self.DeletionOutput(deletion).data, status=status.HTTP_202_ACCEPTED)
+
+
+class UserLookupView(CustomerApiView):
+    permission_classes = [require_scope(Scope.USER_READ)]
+
+    class QuerySerializer(serializers.Serializer):
+        external_id = TextField(min_length=1, max_length=256)
+
+    @extend_schema(
+        operation_id="find_user",
+        tags=["customer"],
+        parameters=[OpenApiParameter("external_id", str, required=True)],
+        responses={
+            200: UserOutput,
+            **error_responses(
+                ErrorCode.INVALID_REQUEST, ErrorCode.USER_NOT_FOUND, *CUSTOMER_ERRORS
+            ),
+        },
+        description="The live (not deleted) user linked to an external id. Scope `user.read`.",
+    )
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        user = _user_or_404(request, external_id=query.validated_data["external_id"])
+        return Response(UserOutput(user).data)
+
+
+class SdkApiView(APIView):
+    throttle_classes = [ClientAddressThrottle]
+
+
+class RedeemView(SdkApiView):
+    class InputSerializer(serializers.Serializer):
+        class DeviceInput(serializers.Serializer):
+            install_id = TextField(
+                validators=[
+                    RegexValidator(r"^[A-Za-z0-9_-]{8,64}\Z", "must be 8 to 64 of [A-Za-z0-9_-]")
+                ]
+            )
+            platform = serializers.ChoiceField(choices=Platform.choices)
+            form_factor = serializers.ChoiceField(choices=FormFactor.choices)
+            model = TextField(max_length=128, required=False, allow_blank=True)
+            os_version = TextField(max_length=128, required=False, allow_blank=True)
+            app_version = TextField(max_length=128, required=False, allow_blank=True)
+            sdk_version = TextField(max_length=128, required=False, allow_blank=True)
+
+            class Meta:
+                ref_name = "DeviceRegistration"
+
+        authentication_code = TextField(max_length=128)
+        app_id = TextField(max_length=64)
+        device = DeviceInput()
+
+        class Meta:
+            ref_name = "Redemption"
+
+    class OutputSerializer(serializers.Serializer):
+        user_id = serializers.CharField()
+        restored = serializers.BooleanField(
+            help_text="True when the user already had a device before this redemption."
+        )
+        device = DeviceOutput()
+        access_token = serializers.CharField(help_text="Shown only here.")
+        access_token_expires_at = serializers.DateTimeField()
+        config = serializers.JSONField(help_text="The app's SDK configuration, as stored.")
+
+        class Meta:
+            ref_name = "RedemptionResult"
+
+    @extend_schema(
+        operation_id="redeem_auth_code",
+        tags=["sdk"],
+        auth=[],
+        request=InputSerializer,
+        responses={
+            201: OutputSerializer,
+            200: OutputSerializer,
+            **error_responses(
+                ErrorCode.INVALID_REQUEST,
+                ErrorCode.INVALID_AUTH_CODE,
+                ErrorCode.USER_DISABLED,
+                ErrorCode.APP_DISABLED,
+                ErrorCode.AUTH_CODE_ALREADY_USED,
+                ErrorCode.INSTALL_ID_CONFLICT,
+                ErrorCode.AUTH_CODE_EXPIRED,
+                ErrorCode.PAYLOAD_TOO_LARGE,
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            ),
+        },
+        description=(
+            "Redeems an authentication code on a device: creates or restores the user and "
+            "applies the activation policy (newest device wins; an active phone keeps its "
+            "place against a tablet). 201 on redemption; 200 when the same install retries "
+            "with the same code within its lifetime (a fresh access token)."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        redemption = services.redeem_auth_code(
+            code=data.validated_data["authentication_code"],
+            app_id=data.validated_data["app_id"],
+            device=services.DeviceInfo(**data.validated_data["device"]),
+        )
+        device = redemption.device
+        body = self.OutputSerializer(
+            {
+                "user_id": redemption.user.user_id,
+                "restored": redemption.restored,
+                "device": device,
+                "access_token": redemption.access_token,
+                "access_token_expires_at": device.access_token_expires_at,
+                "config": redemption.user.app.sdk_config,
+            }
+        ).data
+        return Response(body, status=status.HTTP_200_OK if redemption.retried else 201)
+
+
+TOKEN_ERRORS = (ErrorCode.INVALID_ACCESS_TOKEN, ErrorCode.USER_DISABLED, ErrorCode.APP_DISABLED)
+
+
+class DeviceApiView(SdkApiView):
+    authentication_classes = [AccessTokenAuthentication]
+
+
+class StatusView(DeviceApiView):
+    class OutputSerializer(serializers.Serializer):
+        user_id = serializers.CharField(source="user.user_id")
+        device = DeviceOutput(source="*")
+        config = serializers.JSONField(source="app.sdk_config")
+
+        class Meta:
+            ref_name = "DeviceStatus"
+
+    @extend_schema(
+        operation_id="sdk_status",
+        tags=["sdk"],
+        responses={200: OutputSerializer, **error_responses(*TOKEN_ERRORS)},
+        description=(
+            "The device's state and the app's SDK configuration. Works for an inactive device "
+            "too: that is how the SDK learns it was replaced (see `inactive_reason`)."
+        ),
+    )
+    def get(self, request: Request) -> Response:
+        services.record_device_seen(device=request.auth)
+        return Response(self.OutputSerializer(request.auth).data)
+
+
+class TokenView(DeviceApiView):
+    class OutputSerializer(serializers.Serializer):
+        access_token = serializers.CharField()
+        access_token_expires_at = serializers.DateTimeField()
+
+        class Meta:
+            ref_name = "AccessToken"
+
+    @extend_schema(
+        operation_id="sdk_refresh_token",
+        tags=["sdk"],
+        request=None,
+        responses={200: OutputSerializer, **error_responses(*TOKEN_ERRORS)},
+        description="A new access token; the one used for this call is void from now on.",
+    )
+    def post(self, request: Request) -> Response:
+        token = services.refresh_access_token(device=request.auth)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "access_token": token,
+                    "access_token_expires_at": request.auth.access_token_expires_at,
+                }
+            ).data
+        )
+
+
+class ResetView(DeviceApiView):
+    @extend_schema(
+        operation_id="sdk_reset",
+        tags=["sdk"],
+        request=None,
+        responses={204: None, **error_responses(*TOKEN_ERRORS)},
+        description=(
+            "Logs the SDK out: this device becomes inactive (`RESET`) and its token void; the "
+            "user and its other devices are untouched."
+        ),
+    )
+    def post(self, request: Request) -> Response:
+        services.reset_device(device=request.auth)
+        return Response(status=status.HTTP_204_NO_CONTENT)

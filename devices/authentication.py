@@ -1,0 +1,56 @@
+"""Access-token authentication for the SDK's own calls."""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from accounts import crypto
+from accounts.authentication import bearer_token
+from devices.models import Device
+from portal.errors import ApiError, ErrorCode
+
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdk"'}
+
+
+class AccessTokenAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <access token>`: one indexed lookup by digest, with the user and
+    app joined. An inactive device's token still works, so the SDK can learn why."""
+
+    def authenticate(self, request: Request) -> tuple[None, Device]:
+        token = bearer_token(request)
+        device = None
+        if token is not None and len(token) <= 128:
+            device = (
+                Device.objects.select_related("user", "app")
+                .filter(access_token_digest=crypto.digest(token))
+                .first()
+            )
+        if device is None or device.access_token_expires_at <= timezone.now():
+            raise ApiError(
+                ErrorCode.INVALID_ACCESS_TOKEN,
+                "Unknown, expired or void access token.",
+                headers=_CHALLENGE,
+            )
+        if not device.app.is_active:
+            raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
+        if not device.user.is_usable:
+            raise ApiError(ErrorCode.USER_DISABLED, "This user is deleted or disabled.")
+        return (None, device)
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="sdk"'
+
+
+class AccessTokenScheme(OpenApiAuthenticationExtension):
+    target_class = AccessTokenAuthentication
+    name = "AccessToken"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The access token a redemption (POST /sdk/users) returned.",
+        }

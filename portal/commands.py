@@ -1,0 +1,47 @@
+"""Base for the operators' commands: `--json` prints exactly one JSON object on stdout, for
+success and failure alike; failures exit non-zero."""
+
+from __future__ import annotations
+
+import json
+import sys
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+
+class JsonCommand(BaseCommand):
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument(
+            "--json", action="store_true", help="Print exactly one JSON object on stdout."
+        )
+        self.add_command_arguments(parser)
+
+    def add_command_arguments(self, parser: ArgumentParser) -> None:
+        """Subclasses add their own arguments here."""
+
+    def run(self, **options: Any) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def describe(self, result: dict[str, Any]) -> str:
+        """The human-readable form of a result (without --json)."""
+        return "\n".join(f"{key}: {value}" for key, value in result.items())
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            result = self.run(**options)
+        except (CommandError, ValueError, ValidationError) as exc:
+            if options["json"]:
+                self.stdout.write(json.dumps({"error": str(exc)}))
+                sys.exit(1)
+            raise CommandError(str(exc)) from exc
+        if options["json"]:
+            self.stdout.write(json.dumps(result, default=str))
+        else:
+            self.stdout.write(self.describe(result))
+
+
+def iso(moment: Any) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,183 @@
+"""The error envelope: every error code of the contract, its HTTP status, and the handlers
+that turn any failure (DRF's, Django's, ours) into `{"errorCode", "message", "request_id"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from enum import StrEnum
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
+from django.http import HttpRequest, JsonResponse
+from rest_framework import exceptions
+from rest_framework.response import Response
+
+log = logging.getLogger("portal.errors")
+
+
+class ErrorCode(StrEnum):
+    INVALID_REQUEST = "INVALID_REQUEST"
+    INVALID_API_KEY = "INVALID_API_KEY"
+    API_KEY_EXPIRED = "API_KEY_EXPIRED"
+    API_KEY_REVOKED = "API_KEY_REVOKED"
+    INVALID_ACCESS_TOKEN = "INVALID_ACCESS_TOKEN"  # noqa: S105 (a code, not a secret)
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
+    APP_DISABLED = "APP_DISABLED"
+    USER_DISABLED = "USER_DISABLED"
+    USER_NOT_FOUND = "USER_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    INVALID_AUTH_CODE = "INVALID_AUTH_CODE"
+    AUTH_CODE_EXPIRED = "AUTH_CODE_EXPIRED"
+    AUTH_CODE_ALREADY_USED = "AUTH_CODE_ALREADY_USED"
+    INSTALL_ID_CONFLICT = "INSTALL_ID_CONFLICT"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
+    RATE_LIMITED = "RATE_LIMITED"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+
+    @property
+    def status(self) -> int:
+        return _STATUS[self]
+
+
+_STATUS: dict[ErrorCode, int] = {
+    ErrorCode.INVALID_REQUEST: 400,
+    ErrorCode.INVALID_AUTH_CODE: 400,
+    ErrorCode.INVALID_API_KEY: 401,
+    ErrorCode.API_KEY_EXPIRED: 401,
+    ErrorCode.API_KEY_REVOKED: 401,
+    ErrorCode.INVALID_ACCESS_TOKEN: 401,
+    ErrorCode.INSUFFICIENT_SCOPE: 403,
+    ErrorCode.APP_DISABLED: 403,
+    ErrorCode.USER_DISABLED: 403,
+    ErrorCode.USER_NOT_FOUND: 404,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.AUTH_CODE_ALREADY_USED: 409,
+    ErrorCode.INSTALL_ID_CONFLICT: 409,
+    ErrorCode.AUTH_CODE_EXPIRED: 410,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+}
+
+
+class ApiError(exceptions.APIException):
+    """A domain failure with its contract code; services raise it, the handler renders it."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        fields: dict[str, list[str]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail=message, code=code.value)
+        self.error_code = code
+        self.status_code = code.status
+        self.message = message
+        self.fields = fields
+        self.headers = headers or {}
+
+
+def error_body(
+    request: HttpRequest | None,
+    code: ErrorCode,
+    message: str,
+    fields: dict[str, list[str]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "errorCode": code.value,
+        "message": message,
+        "request_id": getattr(request, "request_id", None),
+    }
+    if fields:
+        body["fields"] = fields
+    return body
+
+
+def error_response(request: HttpRequest | None, error: ApiError) -> JsonResponse:
+    body = error_body(request, error.error_code, error.message, error.fields)
+    response = JsonResponse(body, status=error.status_code)
+    for name, value in error.headers.items():
+        response[name] = value
+    return response
+
+
+def _validation_fields(detail: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Flatten DRF's nested error detail into `{"device.platform": ["…"]}`."""
+    if isinstance(detail, list) and not any(isinstance(item, dict | list) for item in detail):
+        return {prefix or "non_field_errors": [str(item) for item in detail]}
+    fields: dict[str, list[str]] = {}
+    items = detail.items() if isinstance(detail, dict) else enumerate(detail)
+    for key, value in items:
+        name = str(key) if not prefix else f"{prefix}.{key}"
+        if key == "non_field_errors" and prefix:
+            name = prefix
+        fields.update(_validation_fields(value, name))
+    return fields
+
+
+def _api_error_for(exc: Exception) -> ApiError | None:
+    """Map every exception a view can raise to the contract's code; None means a bug (500)."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _validation_fields(exc.detail)
+        name, messages = next(iter(fields.items()))
+        message = messages[0] if name == "non_field_errors" else f"{name}: {messages[0]}"
+        return ApiError(ErrorCode.INVALID_REQUEST, message, fields=fields)
+    if isinstance(exc, exceptions.ParseError):
+        return ApiError(ErrorCode.INVALID_REQUEST, str(exc.detail))
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return ApiError(
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            "Send the body as JSON (Content-Type: application/json).",
+        )
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return ApiError(ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+    if isinstance(exc, exceptions.Throttled):
+        wait = max(1, math.ceil(exc.wait or 1))
+        return ApiError(
+            ErrorCode.RATE_LIMITED,
+            f"Too many requests; retry in {wait} seconds.",
+            headers={"Retry-After": str(wait)},
+        )
+    if isinstance(exc, exceptions.NotFound):
+        return ApiError(ErrorCode.NOT_FOUND, "Not found.")
+    if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        return ApiError(ErrorCode.INVALID_API_KEY, str(exc.detail))
+    if isinstance(exc, exceptions.PermissionDenied):
+        return ApiError(ErrorCode.INSUFFICIENT_SCOPE, str(exc.detail))
+    if isinstance(exc, RequestDataTooBig):
+        return ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large.")
+    if isinstance(exc, OperationalError | InterfaceError):
+        log.error("database unavailable: %s", exc.__class__.__name__)
+        return ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
+    return None
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF's exception handler: the envelope for every error a view raises."""
+    error = _api_error_for(exc)
+    if error is None:
+        return None  # Django's handler500 answers with INTERNAL_ERROR and logs the traceback.
+    request = context.get("request")
+    body = error_body(
+        getattr(request, "_request", request), error.error_code, error.message, error.fields
+    )
+    return Response(body, status=error.status_code, headers=error.headers)
+
+
+def handle_uncaught(request: HttpRequest, exc: Exception) -> JsonResponse | None:
+    """For exceptions outside DRF views (middleware, Django views): the same mapping."""
+    error = _api_error_for(exc)
+    return None if error is None else error_response(request, error)

@@ -1,0 +1,89 @@
+"""Health checks and the JSON error pages that replace Django's HTML ones on the API."""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from portal.errors import ApiError, ErrorCode, error_response
+from portal.middleware import is_api_path
+
+log = logging.getLogger("portal.health")
+
+_Status = inline_serializer("HealthStatus", {"status": serializers.CharField()})
+
+
+class HealthView(APIView):
+    """Liveness: the process answers. Touches nothing else."""
+
+    @extend_schema(tags=["operations"], responses={200: _Status}, auth=[])
+    def get(self, request: Request) -> Response:
+        return Response({"status": "ok"})
+
+
+class ReadyView(APIView):
+    """Readiness: the database (and Redis, when configured) answer."""
+
+    @extend_schema(tags=["operations"], responses={200: _Status, 503: _Status}, auth=[])
+    def get(self, request: Request) -> Response:
+        checks = {"database": _database_ok()}
+        if settings.REDIS_URL:
+            checks["redis"] = _redis_ok()
+        ready = all(checks.values())
+        body = {"status": "ok" if ready else "unavailable", "checks": checks}
+        return Response(body, status=200 if ready else 503)
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        return True
+    except Exception:
+        log.warning("readiness: database does not answer", exc_info=True)
+        return False
+
+
+def _redis_ok() -> bool:
+    from django.core.cache import cache
+
+    try:
+        cache.get("readyz")
+        return True
+    except Exception:
+        log.warning("readiness: redis does not answer", exc_info=True)
+        return False
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not is_api_path(request.path):
+        return defaults.bad_request(request, exception)
+    return error_response(request, ApiError(ErrorCode.INVALID_REQUEST, "Bad request."))
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if not is_api_path(request.path):
+        return defaults.page_not_found(request, exception)
+    return error_response(request, ApiError(ErrorCode.NOT_FOUND, f"No such path: {request.path}"))
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if not is_api_path(request.path):
+        return defaults.server_error(request)
+    return JsonResponse(
+        {
+            "errorCode": ErrorCode.INTERNAL_ERROR.value,
+            "message": "Internal error; quote the request id to support.",
+            "request_id": getattr(request, "request_id", None),
+        },
+        status=500,
+    )

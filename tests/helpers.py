@@ -1,0 +1,42 @@
+"""Small helpers shared by the API tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework.test import APIClient
+
+
+def issue_code(customer: APIClient, external_id: str) -> dict[str, Any]:
+    response = customer.post("/users/auth-code", {"external_id": external_id}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def device_payload(
+    install_id: str = "install-phone-1", form_factor: str = "phone", **extra: Any
+) -> dict[str, Any]:
+    return {
+        "install_id": install_id,
+        "platform": "android",
+        "form_factor": form_factor,
+        "model": "Pixel 9",
+        "os_version": "15",
+        "app_version": "4.2.0",
+        "sdk_version": "2.3.0",
+        **extra,
+    }
+
+
+def redeem(
+    client: APIClient, code: str, app_id: str, install_id: str = "install-phone-1", **device: Any
+):
+    return client.post(
+        "/sdk/users",
+        {
+            "authentication_code": code,
+            "app_id": app_id,
+            "device": device_payload(install_id, **device),
+        },
+        format="json",
+    )

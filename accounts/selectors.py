@@ -23,7 +23,10 @@ def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:
     if match is None:
         raise ApiError(ErrorCode.INVALID_API_KEY, "Malformed API key.", headers=_CHALLENGE)
     key_id, secret = match.groups()
-    api_key = ApiKey.objects.select_related("app").filter(key_id=key_id).first()
+    try:
+        api_key = ApiKey.objects.select_related("app").get(key_id=key_id)
+    except ApiKey.DoesNotExist:
+        api_key = None
     if api_key is None or not crypto.matches(secret, api_key.secret_digest):
         raise ApiError(ErrorCode.INVALID_API_KEY, "Unknown API key.", headers=_CHALLENGE)
     now = now or timezone.now()

@@ -151,22 +151,24 @@ def issue_auth_code(
     now = now or timezone.now()
     new_user_id = crypto.public_id()
     code = crypto.new_secret()
-    with transaction.atomic():
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _UPSERT_USER, [new_user_id, api_key.app_id, external_id, UserStatus.PENDING, now]
-            )
-            user_pk, user_id, disabled_at = cursor.fetchone()
-        if disabled_at is not None:
-            raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
-        auth_code = AuthCode.objects.create(
-            code_digest=crypto.digest(code),
-            app_id=api_key.app_id,
-            user_id=user_pk,
-            api_key=api_key,
-            created_at=now,
-            expires_at=_whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS),
+    # Two statements, each atomic on its own, and no transaction around them: a user left
+    # without a code (the insert failing) is the same state as a user whose code expired,
+    # and a retry restores it. That keeps issuance at three round trips with the key check.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT_USER, [new_user_id, api_key.app_id, external_id, UserStatus.PENDING, now]
         )
+        user_pk, user_id, disabled_at = cursor.fetchone()
+    if disabled_at is not None:
+        raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
+    auth_code = AuthCode.objects.create(
+        code_digest=crypto.digest(code),
+        app_id=api_key.app_id,
+        user_id=user_pk,
+        api_key=api_key,
+        created_at=now,
+        expires_at=_whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS),
+    )
     return IssuedCode(
         code=code, auth_code=auth_code, user_id=user_id, existing_user=user_id != new_user_id
     )

@@ -53,8 +53,11 @@ class UserOutput(serializers.Serializer):
         ref_name = "User"
 
 
-def _user_or_404(request: Request, **lookup: str) -> LinkedUser:
-    user = selectors.users_with_devices(app=request.auth.app).filter(**lookup).first()
+def _user_or_404(request: Request, *, live_only: bool = False, **lookup: str) -> LinkedUser:
+    users = selectors.users_with_devices(app=request.auth.app).filter(**lookup)
+    if live_only:
+        users = users.exclude(status=UserStatus.DELETED)
+    user = users.first()
     if user is None:
         raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
     return user
@@ -146,7 +149,9 @@ class UserLookupView(CustomerApiView):
     def get(self, request: Request) -> Response:
         query = self.QuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        user = _user_or_404(request, external_id=query.validated_data["external_id"])
+        user = _user_or_404(
+            request, live_only=True, external_id=query.validated_data["external_id"]
+        )
         return Response(UserOutput(user).data)
 
 

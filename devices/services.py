@@ -62,15 +62,15 @@ def redeem_auth_code(
     now = now or timezone.now()
     with transaction.atomic():
         auth_code = (
-            AuthCode.objects.select_related("user", "app")
+            AuthCode.objects.select_related("user__app")
             .select_for_update(of=("user",))
             .filter(code_digest=crypto.digest(code))
             .first()
         )
-        if auth_code is None or auth_code.app.app_id != app_id:
+        if auth_code is None or auth_code.user.app.app_id != app_id:
             raise ApiError(ErrorCode.INVALID_AUTH_CODE, "Unknown authentication code.")
         user = auth_code.user
-        if not auth_code.app.is_active:
+        if not user.app.is_active:
             raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
         if not user.is_usable:
             raise ApiError(ErrorCode.USER_DISABLED, "This user is deleted or disabled.")

@@ -1,0 +1,231 @@
+"""Races on redemption and reset, with real threads on the real PostgreSQL.
+
+Every racy scenario runs a few rounds: the threads are released together, so a missing lock
+or a read-then-write would show as a second use of a code, a second active device (an
+IntegrityError on the partial unique constraint, raised here from the thread), or a reason
+overwritten by the loser of the race.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import AuthCode, AuthCodeStatus, LinkedUser, UserStatus
+from devices.models import Device, FormFactor, InactiveReason
+from tests.concurrency import run_together, values
+from tests.helpers import issue_code, redeem
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+THREADS = 20
+ROUNDS = 3
+
+
+def _redemption(code: str, app_id: str, install_id: str, form_factor: str = "phone") -> Callable:
+    client = APIClient()
+    return lambda: redeem(client, code, app_id, install_id, form_factor=form_factor)
+
+
+def _reset(access_token: str) -> Callable:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {access_token}")
+    return lambda: client.post("/sdk/reset")
+
+
+def _answers(responses) -> list[tuple[int, str]]:
+    """(status, errorCode or "") of each answer, for assertions and their messages."""
+    return [
+        (response.status_code, response.json().get("errorCode", "") if response.content else "")
+        for response in responses
+    ]
+
+
+def test_one_code_redeemed_by_twenty_installs_at_once_is_used_once(customer, app):
+    for round_ in range(ROUNDS):
+        issued = issue_code(customer, f"one-code-{round_}")
+        installs = [f"install-one-{round_}-{n:02d}" for n in range(THREADS)]
+
+        responses = values(
+            run_together(
+                [_redemption(issued["authentication_code"], app.app_id, i) for i in installs]
+            )
+        )
+
+        answers = _answers(responses)
+        assert Counter(answers) == {
+            (201, ""): 1,
+            (409, "AUTH_CODE_ALREADY_USED"): THREADS - 1,
+        }, answers
+        winner = next(response.json() for response in responses if response.status_code == 201)
+        assert winner["user_id"] == issued["user_id"]
+        user = LinkedUser.objects.get(user_id=issued["user_id"])
+        assert user.status == UserStatus.ACTIVE
+        device = Device.objects.get(user=user)
+        assert device.install_id == winner["device"]["install_id"]
+        assert device.is_active
+        assert Device.objects.filter(install_id__in=installs).count() == 1
+        code = AuthCode.objects.get(user=user)
+        assert (code.status, code.redeemed_install_id) == (
+            AuthCodeStatus.REDEEMED,
+            device.install_id,
+        )
+
+
+def test_twenty_phones_of_one_user_redeeming_at_once_leave_exactly_one_active(customer, app):
+    for round_ in range(ROUNDS):
+        issued = [issue_code(customer, f"many-phones-{round_}") for _ in range(THREADS)]
+        user_id = issued[0]["user_id"]
+        installs = [f"install-phone-{round_}-{n:02d}" for n in range(THREADS)]
+
+        responses = values(
+            run_together(
+                [
+                    _redemption(code["authentication_code"], app.app_id, install)
+                    for code, install in zip(issued, installs, strict=True)
+                ]
+            )
+        )
+
+        assert _answers(responses) == [(201, "")] * THREADS
+        bodies = [response.json() for response in responses]
+        assert {body["user_id"] for body in bodies} == {user_id}
+        # Serialised on the user row: each phone was the newest at its turn, and only the
+        # first turn found the user without a device.
+        assert all(body["device"]["active"] for body in bodies)
+        assert sorted(body["restored"] for body in bodies) == [False] + [True] * (THREADS - 1)
+
+        devices = list(Device.objects.filter(user__user_id=user_id))
+        assert sorted(device.install_id for device in devices) == installs
+        active = [device for device in devices if device.is_active]
+        assert len(active) == 1
+        assert {device.inactive_reason for device in devices if not device.is_active} == {
+            InactiveReason.REPLACED_BY_NEWER_DEVICE
+        }
+        assert LinkedUser.objects.get(user_id=user_id).status == UserStatus.ACTIVE
+        assert not AuthCode.objects.filter(user__user_id=user_id).exclude(
+            status=AuthCodeStatus.REDEEMED
+        )
+
+
+def test_phones_and_tablets_of_one_user_redeeming_at_once_leave_one_active_phone(customer, app):
+    for round_ in range(ROUNDS):
+        issued = [issue_code(customer, f"mixed-{round_}") for _ in range(THREADS)]
+        user_id = issued[0]["user_id"]
+        kinds = [FormFactor.PHONE if n % 2 else FormFactor.TABLET for n in range(THREADS)]
+
+        responses = values(
+            run_together(
+                [
+                    _redemption(code["authentication_code"], app.app_id, f"mix-{round_}-{n}", kind)
+                    for n, (code, kind) in enumerate(zip(issued, kinds, strict=True))
+                ]
+            )
+        )
+
+        assert _answers(responses) == [(201, "")] * THREADS
+        devices = list(Device.objects.filter(user__user_id=user_id))
+        assert len(devices) == THREADS
+        active = [device for device in devices if device.is_active]
+        # Whatever the order: a tablet never displaces a phone and a phone always displaces
+        # a tablet, so the last phone to take its turn is the one left active.
+        assert len(active) == 1
+        assert active[0].form_factor == FormFactor.PHONE
+        for device in devices:
+            if device.is_active:
+                continue
+            if device.form_factor == FormFactor.PHONE:
+                assert device.inactive_reason == InactiveReason.REPLACED_BY_NEWER_DEVICE
+            else:
+                assert device.inactive_reason in {
+                    InactiveReason.REPLACED_BY_NEWER_DEVICE,
+                    InactiveReason.PHONE_PREFERRED,
+                }
+
+
+def test_twenty_tablets_redeeming_at_once_leave_the_active_phone_in_place(customer, api, app):
+    for round_ in range(ROUNDS):
+        external_id = f"phone-first-{round_}"
+        first = issue_code(customer, external_id)
+        phone_install = f"the-phone-{round_}"
+        phone = redeem(api, first["authentication_code"], app.app_id, phone_install)
+        assert phone.status_code == 201, phone.content
+        issued = [issue_code(customer, external_id) for _ in range(THREADS)]
+        tablets = [f"tablet-{round_}-{n:02d}" for n in range(THREADS)]
+
+        responses = values(
+            run_together(
+                [
+                    _redemption(code["authentication_code"], app.app_id, install, "tablet")
+                    for code, install in zip(issued, tablets, strict=True)
+                ]
+            )
+        )
+
+        assert _answers(responses) == [(201, "")] * THREADS
+        for body in (response.json() for response in responses):
+            assert body["restored"] is True
+            assert (body["device"]["active"], body["device"]["inactive_reason"]) == (
+                False,
+                "PHONE_PREFERRED",
+            )
+        devices = Device.objects.filter(user__user_id=first["user_id"])
+        assert [device.install_id for device in devices.filter(is_active=True)] == [phone_install]
+        assert set(
+            devices.filter(install_id__in=tablets).values_list("is_active", "inactive_reason")
+        ) == {(False, InactiveReason.PHONE_PREFERRED)}
+        assert devices.count() == THREADS + 1
+
+
+def test_reset_racing_a_redemption_on_another_device_of_the_user(customer, api, app):
+    """Both take the user lock. Without it in reset, the redemption could read the device
+    as active, the reset commit RESET, and the redemption then overwrite it with
+    REPLACED_BY_NEWER_DEVICE: the reset device must end with RESET, whatever the order."""
+    rounds, users_per_round = 10, 3
+    for round_ in range(rounds):
+        races, calls = [], []
+        for n in range(users_per_round):
+            external_id = f"reset-race-{round_}-{n}"
+            first = issue_code(customer, external_id)
+            old_install = f"old-phone-{round_}-{n}"
+            old = redeem(api, first["authentication_code"], app.app_id, old_install)
+            assert old.status_code == 201, old.content
+            token = old.json()["access_token"]
+            second = issue_code(customer, external_id)
+            new_install, kind = f"new-device-{round_}-{n}", ("phone", "tablet")[n % 2]
+            races.append((first["user_id"], old_install, new_install, token))
+            calls += [
+                _reset(token),
+                _redemption(second["authentication_code"], app.app_id, new_install, kind),
+            ]
+
+        responses = values(run_together(calls))
+
+        for index, (user_id, old_install, new_install, token) in enumerate(races):
+            reset, redemption = responses[2 * index], responses[2 * index + 1]
+            assert reset.status_code == 204, reset.content
+            assert redemption.status_code == 201, redemption.content
+            devices = Device.objects.filter(user__user_id=user_id)
+            assert devices.filter(is_active=True).count() <= 1
+            old = devices.get(install_id=old_install)
+            assert (old.is_active, old.inactive_reason, old.access_token_digest) == (
+                False,
+                InactiveReason.RESET,
+                None,
+            )
+            new = devices.get(install_id=new_install)
+            shown = redemption.json()["device"]
+            # The reset touches no other device: the new one is as its redemption left it,
+            # active unless a tablet found the phone still active.
+            assert (new.is_active, new.inactive_reason) == (
+                shown["active"],
+                shown["inactive_reason"],
+            )
+            if new.form_factor == FormFactor.PHONE:
+                assert new.is_active
+            gone = APIClient()
+            gone.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+            assert gone.get("/sdk/status").status_code == 401

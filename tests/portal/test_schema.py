@@ -1,0 +1,88 @@
+"""The OpenAPI document covers every endpoint, field and error code of the contract."""
+
+import pytest
+
+from portal.errors import ErrorCode
+
+pytestmark = pytest.mark.django_db
+
+ENDPOINTS = {
+    "/users/auth-code": {"post"},
+    "/users": {"get"},
+    "/users/{user_id}": {"get", "delete"},
+    "/sdk/users": {"post"},
+    "/sdk/status": {"get"},
+    "/sdk/token": {"post"},
+    "/sdk/reset": {"post"},
+    "/healthz": {"get"},
+    "/readyz": {"get"},
+}
+
+
+@pytest.fixture(scope="module")
+def schema(django_db_blocker):
+    from rest_framework.test import APIClient
+
+    with django_db_blocker.unblock():
+        response = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_every_endpoint_is_documented(schema):
+    documented = {path: set(ops) - {"parameters"} for path, ops in schema["paths"].items()}
+    assert documented == ENDPOINTS
+
+
+def test_every_error_code_is_documented(schema):
+    enum = schema["components"]["schemas"]["ErrorCodeEnum"]["enum"]
+    assert set(enum) == {code.value for code in ErrorCode}
+
+
+def test_error_responses_name_their_codes(schema):
+    redeem = schema["paths"]["/sdk/users"]["post"]["responses"]
+    assert {"200", "201", "400", "403", "409", "410", "413", "415", "429", "503"} <= set(redeem)
+    assert "INSTALL_ID_CONFLICT" in redeem["409"]["description"]
+    assert "AUTH_CODE_ALREADY_USED" in redeem["409"]["description"]
+    issue = schema["paths"]["/users/auth-code"]["post"]
+    assert "INVALID_API_KEY" in issue["responses"]["401"]["description"]
+    assert issue["security"] == [{"ApiKey": []}]
+
+
+def test_fields_match_the_contract(schema):
+    components = schema["components"]["schemas"]
+    assert set(components["AuthCode"]["properties"]) == {
+        "authentication_code",
+        "expires_at",
+        "expires_in",
+        "user_id",
+        "existing_user",
+    }
+    assert set(components["Device"]["properties"]) == {
+        "install_id",
+        "platform",
+        "form_factor",
+        "model",
+        "os_version",
+        "app_version",
+        "sdk_version",
+        "active",
+        "inactive_reason",
+        "activated_at",
+        "deactivated_at",
+        "last_seen_at",
+    }
+    assert set(components["Error"]["properties"]) == {
+        "errorCode",
+        "message",
+        "request_id",
+        "fields",
+    }
+
+
+def test_docs_page_renders_without_a_cdn(api):
+    response = api.get("/api/docs/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "swagger-ui" in html
+    assert "cdn" not in html.lower()

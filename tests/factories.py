@@ -9,7 +9,7 @@ import factory
 from django.utils import timezone
 
 from accounts import crypto
-from accounts.models import ApiKey, App, AuthCode, LinkedUser, Scope
+from accounts.models import ApiKey, App, AuthCode, DeletionRequest, LinkedUser, Scope
 from devices.models import Device, FormFactor, Platform
 
 
@@ -82,3 +82,14 @@ class DeviceFactory(factory.django.DjangoModelFactory):
     sdk_version = "2.3.0"
     is_active = False
     inactive_reason = "REPLACED_BY_NEWER_DEVICE"
+
+
+class DeletionRequestFactory(factory.django.DjangoModelFactory):
+    """A request whose user is already purged."""
+
+    class Meta:
+        model = DeletionRequest
+
+    app = factory.SubFactory(AppFactory)
+    deleted_user_id = factory.LazyFunction(crypto.public_id)
+    status = "done"

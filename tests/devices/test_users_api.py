@@ -28,7 +28,7 @@ def test_a_user_with_its_devices_active_first(customer, api, app):
     assert body["user_id"] == user_id
     assert body["external_id"] == "alice"
     assert body["status"] == "active"
-    assert [d["install_id"] for d in body["devices"]][0] == "phone-three-3"
+    assert body["devices"][0]["install_id"] == "phone-three-3"
     assert [d["active"] for d in body["devices"]] == [True, False, False]
     assert {d["inactive_reason"] for d in body["devices"][1:]} == {"REPLACED_BY_NEWER_DEVICE"}
 

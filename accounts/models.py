@@ -171,3 +171,56 @@ class DeletionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"deletion {self.request_id} of {self.deleted_user_id}"
+
+
+class ActorType(models.TextChoices):
+    STAFF = "staff"
+    API_KEY = "api_key"
+    DEVICE = "device"
+    SYSTEM = "system"
+    OPERATOR = "operator"
+
+
+class AuditAction(models.TextChoices):
+    KEY_CREATED = "key.created"
+    KEY_ROTATED = "key.rotated"
+    KEY_REVOKED = "key.revoked"
+    KEY_EXPIRED = "key.expired"
+    USER_CREATED = "user.created"
+    USER_RESTORED = "user.restored"
+    USER_DISABLED = "user.disabled"
+    USER_ENABLED = "user.enabled"
+    USER_DELETED = "user.deleted"
+    USER_PURGED = "user.purged"
+    DEVICE_ACTIVATED = "device.activated"
+    DEVICE_DEACTIVATED = "device.deactivated"
+    APP_UPDATED = "app.updated"
+
+
+class AuditEvent(models.Model):
+    """Who did what to which object, and when. Written by the services in the same
+    transaction as the change; never edited. Refers to objects by public ids only, so it
+    outlives purges without keeping personal data."""
+
+    occurred_at = models.DateTimeField(default=timezone.now)
+    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    actor_type = models.CharField(max_length=16, choices=ActorType)
+    actor = models.CharField(max_length=150, blank=True, default="")
+    action = models.CharField(max_length=32, choices=AuditAction)
+    target_type = models.CharField(max_length=16)
+    target_id = models.CharField(max_length=64)
+    user_ref = models.CharField(
+        max_length=24, blank=True, default="", help_text="user_id of the user concerned"
+    )
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["user_ref", "-occurred_at"], name="audit_user_timeline"),
+            models.Index(fields=["target_type", "target_id"], name="audit_target"),
+            models.Index(fields=["-occurred_at"], name="audit_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target_type} {self.target_id}"

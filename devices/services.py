@@ -7,11 +7,19 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
-from accounts import crypto
-from accounts.models import AuthCode, AuthCodeStatus, LinkedUser, UserStatus
+from accounts import audit, crypto
+from accounts.audit import Actor
+from accounts.models import (
+    AuditAction,
+    AuditEvent,
+    AuthCode,
+    AuthCodeStatus,
+    LinkedUser,
+    UserStatus,
+)
 from devices.models import Device, FormFactor, InactiveReason
 from devices.policy import decide
 from portal.errors import ApiError, ErrorCode
@@ -55,16 +63,38 @@ def redeem_auth_code(
 ) -> Redemption:
     """Uses a code once and activates the device under the per-user policy, atomically.
 
-    The user row is locked for the whole step, so two devices of one user redeeming at once
-    take turns; the code is consumed by a conditional UPDATE, so one code is used once even
-    by requests that raced past the first read. Any refusal rolls everything back.
+    One read fetches the code with its user (row-locked), app, the user's active device and
+    the device already registered under this install id; then only writes follow. The user
+    lock makes two devices of one user redeeming at once take turns; the conditional UPDATE
+    makes one code usable once even by requests that raced past the read. Any refusal rolls
+    everything back.
     """
     now = now or timezone.now()
+    digest = crypto.digest(code)
     with transaction.atomic():
+        # The lock comes first, in its own statement, so that the read below sees the user's
+        # devices as the previous holder of the lock left them. Taking it with an UPDATE also
+        # marks a pending user active; every refusal below rolls that back.
+        LinkedUser.objects.filter(
+            pk=Subquery(AuthCode.objects.filter(code_digest=digest).values("user_id")[:1])
+        ).update(
+            status=Case(
+                When(status=UserStatus.PENDING, then=Value(UserStatus.ACTIVE)),
+                default=F("status"),
+            )
+        )
         auth_code = (
-            AuthCode.objects.select_related("user__app")
-            .select_for_update(of=("user",))
-            .filter(code_digest=crypto.digest(code))
+            AuthCode.objects.annotate(
+                active_device=FilteredRelation(
+                    "user__devices", condition=Q(user__devices__is_active=True)
+                ),
+                own_device=FilteredRelation(
+                    "app__devices", condition=Q(app__devices__install_id=device.install_id)
+                ),
+                user_had_devices=Exists(Device.objects.filter(user=OuterRef("user_id"))),
+            )
+            .select_related("user__app", "active_device", "own_device")
+            .filter(code_digest=digest)
             .first()
         )
         if auth_code is None or auth_code.user.app.app_id != app_id:
@@ -88,35 +118,83 @@ def redeem_auth_code(
             == 1
         )
         if not consumed:
-            auth_code.refresh_from_db(fields=["status", "redeemed_install_id"])
-            return _retry(auth_code=auth_code, user=user, device=device, now=now)
+            if auth_code.status == AuthCodeStatus.ISSUED:  # raced: read what the winner wrote
+                auth_code.refresh_from_db(fields=["status", "redeemed_install_id"])
+            return _retry(
+                auth_code=auth_code,
+                own=getattr(auth_code, "own_device", None),
+                info=device,
+                now=now,
+            )
 
-        restored = user.status == UserStatus.ACTIVE
-        activated = _activate(user=user, info=device, now=now)
-        if user.status == UserStatus.PENDING:
-            LinkedUser.objects.filter(pk=user.pk).update(status=UserStatus.ACTIVE)
-            user.status = UserStatus.ACTIVE
+        restored = auth_code.user_had_devices
+        activated, token, events = _activate(
+            user=user,
+            current=getattr(auth_code, "active_device", None),
+            own=getattr(auth_code, "own_device", None),
+            info=device,
+            now=now,
+        )
+        action = AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED
+        audit.record(
+            _user_event(user, action, device.install_id, now, issued_by=auth_code.api_key_id),
+            *events,
+        )
     return Redemption(
-        user=user, device=activated[0], access_token=activated[1], restored=restored, retried=False
+        user=user, device=activated, access_token=token, restored=restored, retried=False
     )
 
 
-def _retry(*, auth_code: AuthCode, user: LinkedUser, device: DeviceInfo, now: dt.datetime):
+def _user_event(
+    user: LinkedUser, action: AuditAction, install_id: str, now: dt.datetime, **details: object
+) -> AuditEvent:
+    return audit.event(
+        actor=Actor.device(install_id),
+        action=action,
+        target_type="user",
+        target_id=user.user_id,
+        app_id=user.app_id,
+        user_ref=user.user_id,
+        details=details,
+        now=now,
+    )
+
+
+def _device_event(
+    device: Device, action: AuditAction, actor: Actor, now: dt.datetime, **details: object
+) -> AuditEvent:
+    return audit.event(
+        actor=actor,
+        action=action,
+        target_type="device",
+        target_id=device.install_id,
+        app_id=device.app_id,
+        user_ref=device.user.user_id,
+        details=details,
+        now=now,
+    )
+
+
+def _retry(
+    *, auth_code: AuthCode, own: Device | None, info: DeviceInfo, now: dt.datetime
+) -> Redemption:
     """A code that was not consumed now: the SDK's retry of its own redemption within the
     code's lifetime gets a fresh token for the same device; anything else is refused."""
+    user = auth_code.user
     if auth_code.status == AuthCodeStatus.REDEEMED:
-        if auth_code.redeemed_install_id == device.install_id and auth_code.expires_at > now:
-            existing = Device.objects.filter(
-                app_id=auth_code.app_id, install_id=device.install_id, user=user
-            ).first()
-            if existing is not None:
-                token = _new_access_token(existing, now)
-                existing.last_seen_at = now
-                existing.save(
+        if auth_code.redeemed_install_id == info.install_id and auth_code.expires_at > now:
+            if own is None or own.user_id != user.pk:  # raced: the winner wrote it
+                own = Device.objects.filter(
+                    app_id=user.app_id, install_id=info.install_id, user=user
+                ).first()
+            if own is not None:
+                token = _new_access_token(own, now)
+                own.last_seen_at = now
+                own.save(
                     update_fields=["access_token_digest", "access_token_expires_at", "last_seen_at"]
                 )
                 return Redemption(
-                    user=user, device=existing, access_token=token, restored=True, retried=True
+                    user=user, device=own, access_token=token, restored=True, retried=True
                 )
         raise ApiError(ErrorCode.AUTH_CODE_ALREADY_USED, "This authentication code was used.")
     if auth_code.status == AuthCodeStatus.VOID:
@@ -124,50 +202,93 @@ def _retry(*, auth_code: AuthCode, user: LinkedUser, device: DeviceInfo, now: dt
     raise ApiError(ErrorCode.AUTH_CODE_EXPIRED, "This authentication code has expired.")
 
 
-def _activate(*, user: LinkedUser, info: DeviceInfo, now: dt.datetime) -> tuple[Device, str]:
-    """Applies the activation policy for the incoming device; the caller holds the user lock."""
-    rows = list(
-        Device.objects.select_related("user").filter(
-            Q(user=user, is_active=True) | Q(app_id=user.app_id, install_id=info.install_id)
-        )
-    )
-    device = next((row for row in rows if row.install_id == info.install_id), None)
-    if device is not None and device.user_id != user.pk:
-        if device.user.status != UserStatus.DELETED:
+def _activate(
+    *,
+    user: LinkedUser,
+    current: Device | None,
+    own: Device | None,
+    info: DeviceInfo,
+    now: dt.datetime,
+) -> tuple[Device, str, list[AuditEvent]]:
+    """Applies the activation policy for the incoming device; the caller holds the user lock.
+    `current` is the user's active device, `own` the device already under this install id."""
+    if own is not None and own.user_id != user.pk:
+        if LinkedUser.objects.filter(pk=own.user_id, status=UserStatus.DELETED).exists():
+            # The install's previous user was deleted and awaits its purge: the install is free.
+            own.delete()
+            own = None
+        else:
             raise ApiError(
                 ErrorCode.INSTALL_ID_CONFLICT, "This install id is already bound to another user."
             )
-        # The install's previous user was deleted and awaits its purge: the install is free.
-        device.delete()
-        device = None
-    current = next(
-        (row for row in rows if row.is_active and row.install_id != info.install_id), None
-    )
+    if current is not None and current.install_id == info.install_id:
+        current = None  # the incoming device is the active one already
     decision = decide(
         current=FormFactor(current.form_factor) if current else None,
         incoming=FormFactor(info.form_factor),
     )
+    actor = Actor.device(info.install_id)
+    events, changed = [], []
     if decision.deactivate_current:
-        Device.objects.filter(pk=current.pk).update(
-            is_active=False, inactive_reason=decision.reason, deactivated_at=now
+        current.is_active, current.inactive_reason = False, decision.reason
+        current.deactivated_at = now
+        current.user = user
+        changed.append(current)
+        events.append(
+            _device_event(
+                current, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
+            )
         )
 
-    if device is None:
-        device = Device(app_id=user.app_id, user=user, install_id=info.install_id, created_at=now)
+    device = own or Device(app_id=user.app_id, install_id=info.install_id, created_at=now)
+    device.user = user
     for field in DEVICE_FIELDS:
         setattr(device, field, getattr(info, field))
     device.last_seen_at = now
+    was_active, old_reason = device.is_active, device.inactive_reason
     if decision.activate_incoming:
-        if not device.is_active:
+        if not was_active:
             device.activated_at = now
+            events.append(_device_event(device, AuditAction.DEVICE_ACTIVATED, actor, now))
         device.is_active, device.inactive_reason, device.deactivated_at = True, None, None
     else:
-        if device.is_active or device.inactive_reason != decision.reason:
+        if was_active or old_reason != decision.reason:
             device.deactivated_at = now
+            events.append(
+                _device_event(
+                    device, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
+                )
+            )
         device.is_active, device.inactive_reason = False, decision.reason
     token = _new_access_token(device, now)
-    device.save()
-    return device, token
+    _save_devices([*changed, device])
+    return device, token, events
+
+
+_MUTABLE_DEVICE_FIELDS = [
+    *DEVICE_FIELDS,
+    "is_active",
+    "inactive_reason",
+    "activated_at",
+    "deactivated_at",
+    "last_seen_at",
+    "access_token_digest",
+    "access_token_expires_at",
+]
+
+
+def _save_devices(devices: list[Device]) -> None:
+    """Writes device states in one statement: an upsert on (app, install_id), rows applied in
+    the order given. Put a deactivation before the activation it makes room for: the
+    one-active-device constraint is checked row by row."""
+    for device in devices:
+        device.pk = None  # every row goes through the same INSERT … ON CONFLICT DO UPDATE
+    Device.objects.bulk_create(
+        devices,
+        update_conflicts=True,
+        unique_fields=["app", "install_id"],
+        update_fields=_MUTABLE_DEVICE_FIELDS,
+    )
 
 
 def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int:

@@ -12,7 +12,8 @@ from devices.models import Device
 from tests.celery_worker import redis_worker, wait_until
 from tests.helpers import issue_code, redeem
 
-pytestmark = [pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+# The worker runs in a thread with its own connection: it needs a database server.
+pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def _done(request_id: str) -> bool:

@@ -1,0 +1,70 @@
+"""Building audit events. Services add them to the same transaction as the change they
+describe, in one INSERT per operation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.utils import timezone
+
+from accounts.models import ActorType, AuditAction, AuditEvent
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a staff user, an API key, a device, an operator's command or a job."""
+
+    type: ActorType
+    name: str = ""
+
+    @classmethod
+    def staff(cls, username: str) -> Actor:
+        return cls(ActorType.STAFF, username)
+
+    @classmethod
+    def api_key(cls, key_id: str) -> Actor:
+        return cls(ActorType.API_KEY, key_id)
+
+    @classmethod
+    def device(cls, install_id: str) -> Actor:
+        return cls(ActorType.DEVICE, install_id)
+
+    @classmethod
+    def system(cls, job: str) -> Actor:
+        return cls(ActorType.SYSTEM, job)
+
+    @classmethod
+    def operator(cls, command: str) -> Actor:
+        return cls(ActorType.OPERATOR, command)
+
+
+def event(
+    *,
+    actor: Actor,
+    action: AuditAction,
+    target_type: str,
+    target_id: str,
+    app_id: int | None,
+    user_ref: str = "",
+    details: dict[str, Any] | None = None,
+    now: dt.datetime | None = None,
+) -> AuditEvent:
+    """An unsaved event; save it with `record`."""
+    return AuditEvent(
+        occurred_at=now or timezone.now(),
+        app_id=app_id,
+        actor_type=actor.type,
+        actor=actor.name[:150],
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        user_ref=user_ref,
+        details=details or {},
+    )
+
+
+def record(*events: AuditEvent) -> None:
+    """One INSERT for all the events of an operation."""
+    AuditEvent.objects.bulk_create(events)

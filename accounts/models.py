@@ -51,10 +51,30 @@ class ApiKey(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name = "API key"
+        permissions = [
+            ("revoke_apikey", "Can revoke API keys"),
+            ("rotate_apikey", "Can rotate API keys"),
+        ]
         indexes = [models.Index(fields=["expires_at"], name="apikey_expires_at")]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key_id})"
+
+
+class ApiKeyNotice(models.Model):
+    """A reminder sent (`14d`, `7d`) or an expiry recorded (`expired`) for a key, once."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=16)
+    sent_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "kind"], name="one_notice_per_kind")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} notice for {self.api_key_id}"
 
 
 class UserStatus(models.TextChoices):
@@ -80,6 +100,10 @@ class LinkedUser(models.Model):
 
     class Meta:
         verbose_name = "user"
+        permissions = [
+            ("disable_linkeduser", "Can disable and enable users"),
+            ("erase_linkeduser", "Can delete users through the deletion service"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["app", "external_id"],
@@ -127,6 +151,11 @@ class AuthCode(models.Model):
         verbose_name = "authentication code"
         indexes = [
             models.Index(fields=["expires_at"], name="authcode_expires_at"),
+            models.Index(
+                fields=["expires_at"],
+                condition=Q(status="issued"),
+                name="authcode_issued_expiry",
+            ),
             models.Index(fields=["user", "-created_at"], name="authcode_user_recent"),
         ]
 

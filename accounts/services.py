@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.mail import send_mail
 from django.core.validators import validate_email
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
-from accounts import crypto
+from accounts import audit, crypto
+from accounts.audit import Actor
 from accounts.models import (
+    ActorType,
     ApiKey,
+    ApiKeyNotice,
     App,
+    AuditAction,
+    AuditEvent,
     AuthCode,
     AuthCodeStatus,
     DeletionRequest,
@@ -79,11 +86,13 @@ def create_api_key(
     app: App,
     name: str,
     scopes: Iterable[str],
+    actor: Actor,
     expires_in_days: int | None = None,
     rotated_from: ApiKey | None = None,
     now: dt.datetime | None = None,
 ) -> NewApiKey:
-    """Creates a key; refused beyond MAX_ACTIVE_API_KEYS_PER_APP active keys of the app."""
+    """Creates a key; refused beyond MAX_ACTIVE_API_KEYS_PER_APP active keys of the app (a
+    rotation's successor does not count the key it replaces)."""
     now = now or timezone.now()
     days = settings.API_KEY_DEFAULT_EXPIRY_DAYS if expires_in_days is None else expires_in_days
     if days < 1:
@@ -110,7 +119,73 @@ def create_api_key(
         )
         api_key.full_clean()
         api_key.save()
+        audit.record(
+            _key_event(api_key, AuditAction.KEY_CREATED, actor, now, scopes=scope_list, name=name)
+        )
     return NewApiKey(api_key=api_key, full_key=f"{api_key.key_id}.{secret}")
+
+
+def _key_event(
+    api_key: ApiKey, action: AuditAction, actor: Actor, now: dt.datetime, **details: object
+) -> AuditEvent:
+    return audit.event(
+        actor=actor,
+        action=action,
+        target_type="api_key",
+        target_id=api_key.key_id,
+        app_id=api_key.app_id,
+        details=details,
+        now=now,
+    )
+
+
+def rotate_api_key(
+    *, api_key: ApiKey, grace: dt.timedelta, actor: Actor, now: dt.datetime | None = None
+) -> NewApiKey:
+    """A successor with the same app, name and scopes; the old key keeps working until
+    now + grace (never longer than it would have), then expires."""
+    now = now or timezone.now()
+    if grace < dt.timedelta(0):
+        raise ValueError("the grace period cannot be negative")
+    with transaction.atomic():
+        old = ApiKey.objects.select_for_update().select_related("app").get(pk=api_key.pk)
+        if old.revoked_at is not None:
+            raise ValueError(f"key {old.key_id} is revoked; create a new key instead")
+        if old.expires_at <= now:
+            raise ValueError(f"key {old.key_id} has expired; create a new key instead")
+        successor = ApiKey.objects.filter(rotated_from=old).first()
+        if successor is not None:
+            raise ValueError(f"key {old.key_id} was already rotated to {successor.key_id}")
+        new = create_api_key(
+            app=old.app, name=old.name, scopes=old.scopes, rotated_from=old, actor=actor, now=now
+        )
+        old.expires_at = min(old.expires_at, _whole_seconds(now + grace))
+        old.save(update_fields=["expires_at"])
+        audit.record(
+            _key_event(
+                old,
+                AuditAction.KEY_ROTATED,
+                actor,
+                now,
+                new_key_id=new.api_key.key_id,
+                old_key_expires_at=old.expires_at.isoformat(),
+            )
+        )
+    api_key.expires_at = old.expires_at
+    return new
+
+
+def revoke_api_key(*, api_key: ApiKey, actor: Actor, now: dt.datetime | None = None) -> ApiKey:
+    """Refused at once from then on. Revoking a revoked key changes nothing."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        if key.revoked_at is None:
+            key.revoked_at = now
+            key.save(update_fields=["revoked_at"])
+            audit.record(_key_event(key, AuditAction.KEY_REVOKED, actor, now))
+    api_key.revoked_at = key.revoked_at
+    return key
 
 
 def record_api_key_use(*, api_key: ApiKey, now: dt.datetime | None = None) -> None:
@@ -174,15 +249,40 @@ def issue_auth_code(
     )
 
 
-def set_user_disabled(*, user: LinkedUser, disabled: bool, now: dt.datetime | None = None) -> None:
+def set_user_disabled(
+    *, user: LinkedUser, disabled: bool, actor: Actor, now: dt.datetime | None = None
+) -> None:
     """Disabling refuses redemptions and access tokens until re-enabled; nothing is lost."""
     now = now or timezone.now()
-    LinkedUser.objects.filter(pk=user.pk).update(disabled_at=now if disabled else None)
-    user.disabled_at = now if disabled else None
+    with transaction.atomic():
+        changed = (
+            LinkedUser.objects.filter(pk=user.pk, disabled_at__isnull=disabled)
+            .exclude(status=UserStatus.DELETED)
+            .update(disabled_at=now if disabled else None)
+        )
+        if changed:
+            action = AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED
+            audit.record(_user_event(user, action, actor, now))
+    user.disabled_at = LinkedUser.objects.values_list("disabled_at", flat=True).get(pk=user.pk)
+
+
+def _user_event(
+    user: LinkedUser, action: AuditAction, actor: Actor, now: dt.datetime, **details: object
+) -> AuditEvent:
+    return audit.event(
+        actor=actor,
+        action=action,
+        target_type="user",
+        target_id=user.user_id,
+        app_id=user.app_id,
+        user_ref=user.user_id,
+        details=details,
+        now=now,
+    )
 
 
 def request_user_deletion(
-    *, user: LinkedUser, requested_by_key_id: str = "", now: dt.datetime | None = None
+    *, user: LinkedUser, actor: Actor, now: dt.datetime | None = None
 ) -> DeletionRequest:
     """Makes the user unusable at once and records the request; the purge follows in the
     background (and, should the broker be down, in the scheduled sweep). Idempotent: a
@@ -203,8 +303,13 @@ def request_user_deletion(
             app_id=locked.app_id,
             user=locked,
             deleted_user_id=locked.user_id,
-            requested_by_key_id=requested_by_key_id,
+            requested_by_key_id=actor.name if actor.type == ActorType.API_KEY else "",
             requested_at=now,
+        )
+        audit.record(
+            _user_event(
+                locked, AuditAction.USER_DELETED, actor, now, request_id=deletion.request_id
+            )
         )
     user.status, user.deleted_at = locked.status, locked.deleted_at
     transaction.on_commit(lambda: _enqueue_purge(deletion.request_id))
@@ -238,6 +343,18 @@ def purge_deleted_user(*, request_id: str, now: dt.datetime | None = None) -> bo
         deletion.user = None
         deletion.status, deletion.completed_at = DeletionStatus.DONE, now
         deletion.save(update_fields=["user", "status", "completed_at"])
+        audit.record(
+            audit.event(
+                actor=Actor.system("purge_deleted_user"),
+                action=AuditAction.USER_PURGED,
+                target_type="user",
+                target_id=deletion.deleted_user_id,
+                app_id=deletion.app_id,
+                user_ref=deletion.deleted_user_id,
+                details={"request_id": deletion.request_id},
+                now=now,
+            )
+        )
     return True
 
 
@@ -249,4 +366,109 @@ def pending_deletions(*, older_than: dt.timedelta, now: dt.datetime | None = Non
         )
         .order_by("requested_at")
         .values_list("request_id", flat=True)[:1000]
+    )
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    expired: int
+    purged: int
+
+
+def sweep_auth_codes(
+    *,
+    now: dt.datetime | None = None,
+    batch_size: int | None = None,
+    retention: dt.timedelta | None = None,
+) -> SweepResult:
+    """Deletes codes that expired longer than the retention period ago, then marks the
+    remaining expired ones `expired`. Both in bounded batches, each its own short statement
+    driven by an index on expires_at: no table lock, no rows loaded into Python. Redemption
+    checks expires_at itself, so it is right whether or not this has run."""
+    now = now or timezone.now()
+    batch_size = batch_size or settings.AUTH_CODE_SWEEP_BATCH_SIZE
+    retention = settings.AUTH_CODE_RETENTION if retention is None else retention
+
+    def in_batches(step: Callable[[], int]) -> int:
+        total = 0
+        while (done := step()) > 0:
+            total += done
+            if done < batch_size:
+                break
+        return total
+
+    def purge_batch() -> int:
+        batch = AuthCode.objects.filter(expires_at__lte=now - retention).order_by("expires_at")
+        deleted, _ = AuthCode.objects.filter(
+            pk__in=Subquery(batch.values("pk")[:batch_size])
+        ).delete()
+        return deleted
+
+    def expire_batch() -> int:
+        due = {"status": AuthCodeStatus.ISSUED, "expires_at__lte": now}
+        batch = AuthCode.objects.filter(**due).order_by("expires_at").values("pk")[:batch_size]
+        return AuthCode.objects.filter(pk__in=Subquery(batch), **due).update(
+            status=AuthCodeStatus.EXPIRED
+        )
+
+    purged = in_batches(purge_batch)
+    expired = in_batches(expire_batch)
+    return SweepResult(expired=expired, purged=purged)
+
+
+def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
+    """E-mails each app's contacts once API_KEY_REMINDER_DAYS (14 and 7) days before a key
+    expires, and records key.expired once a key has expired. Every notice is recorded in the
+    same transaction as its e-mail is sent, so a rerun (or a second run at the same time)
+    sends nothing twice; a failed send is retried by the next run."""
+    now = now or timezone.now()
+    thresholds = sorted(settings.API_KEY_REMINDER_DAYS)
+    live = ApiKey.objects.filter(revoked_at__isnull=True).exclude(
+        Exists(ApiKey.objects.filter(rotated_from=OuterRef("pk")))  # replaced on purpose
+    )
+    sent = 0
+    expiring = live.filter(
+        expires_at__gt=now, expires_at__lte=now + dt.timedelta(days=thresholds[-1])
+    ).select_related("app")
+    for key in expiring.iterator():
+        days = next(d for d in thresholds if key.expires_at - now <= dt.timedelta(days=d))
+        if not key.app.contact_emails:
+            continue
+        with transaction.atomic():
+            _, created = ApiKeyNotice.objects.get_or_create(
+                api_key=key, kind=f"{days}d", defaults={"sent_at": now}
+            )
+            if created:
+                _send_expiry_mail(key, days)
+                sent += 1
+    newly_expired = live.filter(expires_at__lte=now).exclude(
+        Exists(ApiKeyNotice.objects.filter(api_key=OuterRef("pk"), kind="expired"))
+    )
+    for key in newly_expired.iterator():
+        with transaction.atomic():
+            _, created = ApiKeyNotice.objects.get_or_create(
+                api_key=key, kind="expired", defaults={"sent_at": now}
+            )
+            if created:
+                audit.record(
+                    _key_event(
+                        key, AuditAction.KEY_EXPIRED, Actor.system("key_expiry"), key.expires_at
+                    )
+                )
+    return sent
+
+
+def _send_expiry_mail(key: ApiKey, days: int) -> None:
+    expires = key.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    send_mail(
+        subject=f"[portal] API key {key.key_id} of {key.app.name} expires in {days} days",
+        message=(
+            f"The API key '{key.name}' ({key.key_id}) of the app {key.app.name} "
+            f"({key.app.app_id}) expires on {expires}.\n\n"
+            "Requests with it will be refused from then on. Ask your portal operator to "
+            "rotate it (rotate_api_key): the new key works at once and the old one keeps "
+            "working for a grace period, so you can switch without downtime.\n"
+        ),
+        from_email=None,
+        recipient_list=key.app.contact_emails,
     )

@@ -21,3 +21,14 @@ def sweep_deletion_requests() -> int:
     """Purges deletions whose own task never ran (broker down, worker lost)."""
     request_ids = services.pending_deletions(older_than=DELETION_SWEEP_GRACE)
     return sum(services.purge_deleted_user(request_id=request_id) for request_id in request_ids)
+
+
+@shared_task(acks_late=True)
+def sweep_auth_codes() -> dict[str, int]:
+    result = services.sweep_auth_codes()
+    return {"expired": result.expired, "purged": result.purged}
+
+
+@shared_task(acks_late=True)
+def send_key_expiry_notices() -> int:
+    return services.send_key_expiry_notices()

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from accounts import services as account_services
 from accounts.api import CUSTOMER_ERRORS, CustomerApiView
+from accounts.audit import Actor
 from accounts.authentication import require_scope
 from accounts.models import DeletionRequest, LinkedUser, Scope, UserStatus
 from accounts.selectors import PUBLIC_ID
@@ -119,7 +120,7 @@ class UserDetailView(CustomerApiView):
         user = LinkedUser.objects.filter(app=app, user_id=user_id).first()
         if user is not None:
             deletion = account_services.request_user_deletion(
-                user=user, requested_by_key_id=request.auth.key_id
+                user=user, actor=Actor.api_key(request.auth.key_id)
             )
         else:  # already purged: the request outlives the user
             deletion = DeletionRequest.objects.filter(app=app, deleted_user_id=user_id).first()

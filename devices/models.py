@@ -58,6 +58,10 @@ class Device(models.Model):
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        permissions = [
+            ("deactivate_device", "Can deactivate devices"),
+            ("activate_device", "Can make a device the active one"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["app", "install_id"], name="one_device_per_install"),
             models.UniqueConstraint(

@@ -6,7 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
 from django.utils import timezone
 
@@ -265,7 +265,7 @@ def _activate(
     return device, token, events
 
 
-_MUTABLE_DEVICE_FIELDS = [
+_MUTABLE_DEVICE_FIELDS = {
     *DEVICE_FIELDS,
     "is_active",
     "inactive_reason",
@@ -274,21 +274,46 @@ _MUTABLE_DEVICE_FIELDS = [
     "last_seen_at",
     "access_token_digest",
     "access_token_expires_at",
-]
+}
 
 
 def _save_devices(devices: list[Device]) -> None:
-    """Writes device states in one statement: an upsert on (app, install_id), rows applied in
-    the order given. Put a deactivation before the activation it makes room for: the
-    one-active-device constraint is checked row by row."""
-    for device in devices:
-        device.pk = None  # every row goes through the same INSERT … ON CONFLICT DO UPDATE
-    Device.objects.bulk_create(
-        devices,
-        update_conflicts=True,
-        unique_fields=["app", "install_id"],
-        update_fields=_MUTABLE_DEVICE_FIELDS,
+    """Writes device states in one statement: an upsert on (app, install_id), applied in the
+    order given (put a deactivation before the activation it makes room for: the
+    one-active-device constraint is checked row by row). The upsert only ever updates a row
+    of the same user: an install id that another user's redemption took concurrently comes
+    back missing, which is INSTALL_ID_CONFLICT, and the caller's transaction rolls back."""
+    fields = [field for field in Device._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    table = quote(Device._meta.db_table)
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    updates = ", ".join(
+        f"{quote(f.column)} = excluded.{quote(f.column)}"
+        for f in fields
+        if f.name in _MUTABLE_DEVICE_FIELDS
     )
+    sql = (
+        f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608 (identifiers from the model, values bound)
+        f"VALUES {', '.join([row] * len(devices))} "
+        "ON CONFLICT (app_id, install_id) DO UPDATE SET "
+        f"{updates} WHERE {table}.user_id = excluded.user_id "
+        "RETURNING id, install_id"
+    )
+    params = [
+        field.get_db_prep_save(getattr(device, field.attname), connection)
+        for device in devices
+        for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        ids = {install_id: pk for pk, install_id in cursor.fetchall()}
+    for device in devices:
+        if device.install_id not in ids:
+            raise ApiError(
+                ErrorCode.INSTALL_ID_CONFLICT, "This install id is already bound to another user."
+            )
+        device.pk = ids[device.install_id]
+        device._state.adding, device._state.db = False, connection.alias
 
 
 def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int:
@@ -343,6 +368,16 @@ def reset_device(*, device: Device, now: dt.datetime | None = None) -> None:
                 "access_token_expires_at",
                 "last_seen_at",
             ]
+        )
+        current.user = device.user
+        audit.record(
+            _device_event(
+                current,
+                AuditAction.DEVICE_DEACTIVATED,
+                Actor.device(current.install_id),
+                now,
+                reason=InactiveReason.RESET,
+            )
         )
 
 

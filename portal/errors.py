@@ -11,7 +11,9 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
 from rest_framework.response import Response
 
@@ -88,6 +90,12 @@ class ApiError(exceptions.APIException):
         self.headers = headers or {}
 
 
+def _encodable(text: str) -> str:
+    """Messages may quote the client's input (`"\\ud800" is not a valid choice`); a lone
+    surrogate in it cannot be encoded as UTF-8, so it is shown escaped instead."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def error_body(
     request: HttpRequest | None,
     code: ErrorCode,
@@ -96,11 +104,14 @@ def error_body(
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "errorCode": code.value,
-        "message": message,
+        "message": _encodable(message),
         "request_id": getattr(request, "request_id", None),
     }
     if fields:
-        body["fields"] = fields
+        body["fields"] = {
+            _encodable(name): [_encodable(text) for text in messages]
+            for name, messages in fields.items()
+        }
     return body
 
 
@@ -151,7 +162,7 @@ def _api_error_for(exc: Exception) -> ApiError | None:
             f"Too many requests; retry in {wait} seconds.",
             headers={"Retry-After": str(wait)},
         )
-    if isinstance(exc, exceptions.NotFound):
+    if isinstance(exc, exceptions.NotFound | Http404):
         return ApiError(ErrorCode.NOT_FOUND, "Not found.")
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         return ApiError(ErrorCode.INVALID_API_KEY, str(exc.detail))
@@ -159,9 +170,14 @@ def _api_error_for(exc: Exception) -> ApiError | None:
         return ApiError(ErrorCode.INSUFFICIENT_SCOPE, str(exc.detail))
     if isinstance(exc, RequestDataTooBig):
         return ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large.")
-    if isinstance(exc, OperationalError | InterfaceError):
-        log.error("database unavailable: %s", exc.__class__.__name__)
+    if isinstance(
+        exc, OperationalError | InterfaceError | RedisConnectionError | RedisTimeoutError
+    ):
+        log.error("backing service unavailable: %s", exc.__class__.__name__)
         return ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
+    if isinstance(exc, exceptions.APIException) and exc.status_code < 500:
+        # Any other refusal DRF makes is still the client's doing, never an internal error.
+        return ApiError(ErrorCode.INVALID_REQUEST, str(exc.detail))
     return None
 
 

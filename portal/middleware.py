@@ -12,7 +12,8 @@ from django.http import HttpRequest, HttpResponse
 
 from portal.errors import ApiError, ErrorCode, error_response, handle_uncaught
 
-_WELL_FORMED_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_CONTENT_LENGTH = re.compile(r"[0-9]+")
 
 
 def is_api_path(path: str) -> bool:
@@ -28,7 +29,8 @@ class RequestIdMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         incoming = request.headers.get("X-Request-ID", "")
-        request.request_id = incoming if _WELL_FORMED_ID.match(incoming) else uuid.uuid4().hex
+        # fullmatch: `$` would let a trailing newline through, and a header cannot carry one.
+        request.request_id = incoming if _WELL_FORMED_ID.fullmatch(incoming) else uuid.uuid4().hex
         response = self.get_response(request)
         response["X-Request-ID"] = request.request_id
         return response
@@ -43,13 +45,13 @@ class ApiErrorMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if is_api_path(request.path):
-            try:
-                length = int(request.META.get("CONTENT_LENGTH") or 0)
-            except ValueError:
+            declared = request.META.get("CONTENT_LENGTH") or "0"
+            # Digits only: int() would also take "-1", "+5", " 5" or "1_0".
+            if not _CONTENT_LENGTH.fullmatch(declared):
                 return error_response(
                     request, ApiError(ErrorCode.INVALID_REQUEST, "Malformed Content-Length.")
                 )
-            if length > settings.API_MAX_BODY_BYTES:
+            if int(declared) > settings.API_MAX_BODY_BYTES:
                 return error_response(
                     request,
                     ApiError(

@@ -1,12 +1,17 @@
-"""The only request body format the API accepts: JSON, strictly parsed."""
+"""The API speaks JSON only: request bodies are strictly parsed JSON, and answers are JSON
+whatever the client asks for."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rest_framework.exceptions import ParseError
+from django.http import Http404
+from rest_framework.exceptions import NotAcceptable, ParseError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import JSONParser
+from rest_framework.renderers import BaseRenderer
+from rest_framework.request import Request
 
 
 def _reject_constant(name: str) -> None:
@@ -27,3 +32,17 @@ class StrictJSONParser(JSONParser):
             raise ParseError("The JSON is nested too deeply.") from exc
         except ValueError as exc:
             raise ParseError(f"Malformed JSON: {exc}") from exc
+
+
+class JSONFallbackNegotiation(DefaultContentNegotiation):
+    """Honours `Accept` and `?format=` where a view offers a choice (the schema's JSON or
+    YAML), but answers an unsatisfiable one (`Accept: text/html`, `?format=xml`) with the view's
+    own format instead of DRF's 406 or 404: the contract promises JSON, not a refusal."""
+
+    def select_renderer(
+        self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except (NotAcceptable, Http404):
+            return renderers[0], renderers[0].media_type

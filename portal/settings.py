@@ -4,11 +4,13 @@ The defaults give an embedded first run: SQLite in the project folder, tasks exe
 in-process and a local-memory cache, so nothing but Python is needed.
 """
 
+import datetime as dt
 import logging
 import secrets
 from pathlib import Path
 
 import environ
+from celery.schedules import crontab
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -125,9 +127,13 @@ API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
 REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["portal.parsers.StrictJSONParser"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "portal.parsers.JSONFallbackNegotiation",
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": [],
     "UNAUTHENTICATED_USER": None,
+    # Client address for the /sdk/ throttle: X-Forwarded-For is trusted only for as many
+    # hops as there are proxies of ours in front; with none, a client could name any address.
+    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "EXCEPTION_HANDLER": "portal.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
@@ -155,6 +161,9 @@ AUTH_CODE_TTL_SECONDS = env.int("AUTH_CODE_TTL_SECONDS", default=600)
 ACCESS_TOKEN_TTL_SECONDS = env.int("ACCESS_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 API_KEY_DEFAULT_EXPIRY_DAYS = env.int("API_KEY_DEFAULT_EXPIRY_DAYS", default=365)
 MAX_ACTIVE_API_KEYS_PER_APP = env.int("MAX_ACTIVE_API_KEYS_PER_APP", default=10)
+AUTH_CODE_RETENTION = dt.timedelta(days=env.int("AUTH_CODE_RETENTION_DAYS", default=7))
+AUTH_CODE_SWEEP_BATCH_SIZE = env.int("AUTH_CODE_SWEEP_BATCH_SIZE", default=5000)
+API_KEY_REMINDER_DAYS = env.list("API_KEY_REMINDER_DAYS", cast=int, default=[14, 7])
 THROTTLE_API_KEY_RATE = env.str("THROTTLE_API_KEY_RATE", default="6000/min")
 THROTTLE_SDK_RATE = env.str("THROTTLE_SDK_RATE", default="600/min")
 
@@ -171,11 +180,24 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_BEAT_SCHEDULE = {
+    "sweep-auth-codes": {
+        "task": "accounts.tasks.sweep_auth_codes",
+        "schedule": 60.0,
+    },
     "sweep-deletion-requests": {
         "task": "accounts.tasks.sweep_deletion_requests",
         "schedule": 300.0,
     },
+    "api-key-expiry-notices": {
+        "task": "accounts.tasks.send_key_expiry_notices",
+        "schedule": crontab(hour=8, minute=0),
+    },
 }
+
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 LOGGING = {
     "version": 1,

@@ -14,12 +14,22 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from portal.errors import ApiError, ErrorCode, error_response
+from portal.errors import ApiError, ErrorCode, error_body, error_response
 from portal.middleware import is_api_path
 
 log = logging.getLogger("portal.health")
 
 _Status = inline_serializer("HealthStatus", {"status": serializers.CharField()})
+_NotReady = inline_serializer(
+    "NotReady",
+    {
+        "errorCode": serializers.CharField(),
+        "message": serializers.CharField(),
+        "request_id": serializers.CharField(),
+        "status": serializers.CharField(),
+        "checks": serializers.DictField(child=serializers.BooleanField()),
+    },
+)
 
 
 class HealthView(APIView):
@@ -33,14 +43,19 @@ class HealthView(APIView):
 class ReadyView(APIView):
     """Readiness: the database (and Redis, when configured) answer."""
 
-    @extend_schema(tags=["operations"], responses={200: _Status, 503: _Status}, auth=[])
+    @extend_schema(tags=["operations"], responses={200: _Status, 503: _NotReady}, auth=[])
     def get(self, request: Request) -> Response:
         checks = {"database": _database_ok()}
         if settings.REDIS_URL:
             checks["redis"] = _redis_ok()
-        ready = all(checks.values())
-        body = {"status": "ok" if ready else "unavailable", "checks": checks}
-        return Response(body, status=200 if ready else 503)
+        if all(checks.values()):
+            return Response({"status": "ok", "checks": checks})
+        # A 5xx like any other: the error envelope, with the failed checks beside it.
+        failed = ", ".join(name for name, ok in checks.items() if not ok)
+        body = error_body(
+            request._request, ErrorCode.SERVICE_UNAVAILABLE, f"Not ready: {failed} does not answer."
+        )
+        return Response({**body, "status": "unavailable", "checks": checks}, status=503)
 
 
 def _database_ok() -> bool:

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
+from accounts.audit import Actor
 from devices.models import Device
 from tests.helpers import issue_code, redeem
 
@@ -127,12 +128,12 @@ def test_disabling_a_user_stops_tokens_and_redemption_until_enabled(customer, ap
     user = Device.objects.get().user
     code = issue_code(customer, "alice")["authentication_code"]
 
-    account_services.set_user_disabled(user=user, disabled=True)
+    account_services.set_user_disabled(user=user, disabled=True, actor=Actor.staff("support"))
     _error(sdk.get("/sdk/status"), 403, "USER_DISABLED")
     _error(sdk.post("/sdk/token"), 403, "USER_DISABLED")
     _error(redeem(APIClient(), code, app.app_id, "phone-two-2"), 403, "USER_DISABLED")
 
-    account_services.set_user_disabled(user=user, disabled=False)
+    account_services.set_user_disabled(user=user, disabled=False, actor=Actor.staff("support"))
     assert sdk.get("/sdk/status").status_code == 200
     assert redeem(APIClient(), code, app.app_id, "phone-two-2").status_code == 201
 

@@ -2,6 +2,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from accounts import services
+from accounts.audit import Actor
 from accounts.models import App
 from portal.commands import JsonCommand, iso
 
@@ -34,6 +35,7 @@ class Command(JsonCommand):
             name=name,
             scopes=options["scopes"].split(","),
             expires_in_days=options["expires_in_days"],
+            actor=Actor.operator("create_api_key"),
         )
         return {
             "key_id": new.api_key.key_id,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from enum import StrEnum
 
+from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
 from accounts import crypto
@@ -40,3 +42,35 @@ def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:
 
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+
+
+class KeyStatus(StrEnum):
+    ACTIVE = "active"
+    IN_GRACE = "in grace"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+
+
+def api_key_status(api_key: ApiKey, *, rotated: bool, now: dt.datetime | None = None) -> KeyStatus:
+    """`rotated`: the key has a successor, so it is living out its grace period."""
+    now = now or timezone.now()
+    if api_key.revoked_at is not None and api_key.revoked_at <= now:
+        return KeyStatus.REVOKED
+    if api_key.expires_at <= now:
+        return KeyStatus.EXPIRED
+    return KeyStatus.IN_GRACE if rotated else KeyStatus.ACTIVE
+
+
+def api_keys_with_rotation(queryset: QuerySet[ApiKey] | None = None) -> QuerySet[ApiKey]:
+    """Keys annotated with `rotated` (has a successor), with their app, for listings."""
+    queryset = ApiKey.objects.all() if queryset is None else queryset
+    return queryset.select_related("app").annotate(
+        rotated=Exists(ApiKey.objects.filter(rotated_from=OuterRef("pk")))
+    )
+
+
+def api_key_by_key_id(key_id: str) -> ApiKey:
+    api_key = ApiKey.objects.select_related("app").filter(key_id=key_id).first()
+    if api_key is None:
+        raise ValueError(f"no API key with key_id {key_id!r}")
+    return api_key

@@ -100,7 +100,11 @@ def create_api_key(
     scope_list = parse_scopes(scopes)
     with transaction.atomic():
         App.objects.select_for_update().filter(pk=app.pk).first()  # serialise the cap check
-        active = ApiKey.objects.filter(app=app, revoked_at__isnull=True, expires_at__gt=now).count()
+        active = (
+            ApiKey.objects.filter(app=app, revoked_at__isnull=True, expires_at__gt=now)
+            .exclude(pk=rotated_from.pk if rotated_from else None)
+            .count()
+        )
         if active >= settings.MAX_ACTIVE_API_KEYS_PER_APP:
             raise ValueError(
                 f"app {app.app_id} already has {active} active keys "

@@ -42,6 +42,8 @@ if _database["ENGINE"] == "django.db.backends.postgresql" and not _postgres_answ
 
     warnings.warn("PostgreSQL does not answer: running on SQLite", stacklevel=1)
     _database = env.db_url_config("sqlite://:memory:")
+# TEST_DATABASE_NAME lets two runs on one server (two checkouts, two people) keep apart.
+_database["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 DATABASES = {"default": _database}
 
 # Tests run with in-process tasks and a private cache; the Celery and Redis tests opt in.

@@ -52,3 +52,21 @@ def test_the_sweep_purges_what_the_broker_lost(customer, app, monkeypatch):
 
 def _broker_down(*args, **kwargs):
     raise ConnectionError("broker down")
+
+
+def test_the_code_sweep_runs_on_the_worker(app):
+    from tests.factories import AuthCodeFactory, LinkedUserFactory
+
+    user = LinkedUserFactory(app=app)
+    now = timezone.now()
+    old = AuthCodeFactory(user=user, expires_at=now - dt.timedelta(days=30))
+    recent = AuthCodeFactory(user=user, expires_at=now - dt.timedelta(minutes=1))
+
+    with redis_worker():
+        tasks.sweep_auth_codes.delay()
+        assert wait_until(
+            lambda: (
+                not AuthCode.objects.filter(pk=old.pk).exists()
+                and AuthCode.objects.get(pk=recent.pk).status == "expired"
+            )
+        ), "the worker did not sweep"

@@ -44,7 +44,7 @@ def run_together(
             connection.ensure_connection()
             barrier.wait(timeout=timeout)
             outcome.value = call()
-        except BaseException as exc:  # noqa: BLE001 (handed back to the test)
+        except BaseException as exc:  # handed back to the test
             barrier.abort()  # a thread that never reaches the start line frees the others
             outcome.error = exc
         finally:

@@ -115,13 +115,14 @@ def test_phones_and_tablets_of_one_user_redeeming_at_once_leave_one_active_phone
     for round_ in range(ROUNDS):
         issued = [issue_code(customer, f"mixed-{round_}") for _ in range(THREADS)]
         user_id = issued[0]["user_id"]
+        installs = [f"install-mixed-{round_}-{n:02d}" for n in range(THREADS)]
         kinds = [FormFactor.PHONE if n % 2 else FormFactor.TABLET for n in range(THREADS)]
 
         responses = values(
             run_together(
                 [
-                    _redemption(code["authentication_code"], app.app_id, f"mix-{round_}-{n}", kind)
-                    for n, (code, kind) in enumerate(zip(issued, kinds, strict=True))
+                    _redemption(code["authentication_code"], app.app_id, install, kind)
+                    for code, install, kind in zip(issued, installs, kinds, strict=True)
                 ]
             )
         )
@@ -180,11 +181,44 @@ def test_twenty_tablets_redeeming_at_once_leave_the_active_phone_in_place(custom
         assert devices.count() == THREADS + 1
 
 
+def test_one_install_id_redeemed_for_ten_users_at_once_is_bound_to_one(customer, app):
+    """Different users lock different rows, so nothing serialises these but the uniqueness of
+    (app, install_id): the install must end bound to the one winner, the others refused."""
+    users = 10
+    for round_ in range(ROUNDS):
+        issued = [issue_code(customer, f"shared-install-{round_}-{n}") for n in range(users)]
+        install = f"shared-install-{round_}"
+
+        responses = values(
+            run_together(
+                [_redemption(code["authentication_code"], app.app_id, install) for code in issued]
+            )
+        )
+
+        answers = _answers(responses)
+        assert Counter(answers) == {(201, ""): 1, (409, "INSTALL_ID_CONFLICT"): users - 1}, answers
+        winner = next(response.json() for response in responses if response.status_code == 201)
+        device = Device.objects.select_related("user").get(app=app, install_id=install)
+        assert device.user.user_id == winner["user_id"]
+        assert device.is_active
+        status = APIClient()
+        status.credentials(HTTP_AUTHORIZATION=f"Bearer {winner['access_token']}")
+        assert status.get("/sdk/status").json()["user_id"] == winner["user_id"]
+        losers = [code["user_id"] for code in issued if code["user_id"] != winner["user_id"]]
+        # A refusal rolls everything back: the losers' users are still pending, codes unused.
+        assert set(
+            LinkedUser.objects.filter(user_id__in=losers).values_list("status", flat=True)
+        ) == {UserStatus.PENDING}
+        assert set(
+            AuthCode.objects.filter(user__user_id__in=losers).values_list("status", flat=True)
+        ) == {AuthCodeStatus.ISSUED}
+
+
 def test_reset_racing_a_redemption_on_another_device_of_the_user(customer, api, app):
     """Both take the user lock. Without it in reset, the redemption could read the device
     as active, the reset commit RESET, and the redemption then overwrite it with
     REPLACED_BY_NEWER_DEVICE: the reset device must end with RESET, whatever the order."""
-    rounds, users_per_round = 10, 3
+    rounds, users_per_round = 10, 5
     for round_ in range(rounds):
         races, calls = [], []
         for n in range(users_per_round):

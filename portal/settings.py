@@ -137,9 +137,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "portal.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
-    # How many proxies in front append to X-Forwarded-For. 0: the client address is the
-    # socket's, and a client cannot dodge its rate limit by sending the header itself.
-    "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
 }
 
 SPECTACULAR_SETTINGS = {

@@ -63,11 +63,11 @@ def redeem_auth_code(
 ) -> Redemption:
     """Uses a code once and activates the device under the per-user policy, atomically.
 
-    One read fetches the code with its user (row-locked), app, the user's active device and
-    the device already registered under this install id; then only writes follow. The user
-    lock makes two devices of one user redeeming at once take turns; the conditional UPDATE
-    makes one code usable once even by requests that raced past the read. Any refusal rolls
-    everything back.
+    First the code's user row is locked; then one read fetches the code with its user, app,
+    issuing key, the user's active device and the device already registered under this
+    install id; then only writes follow. The user lock makes two devices of one user
+    redeeming at once take turns; the conditional UPDATE makes one code usable once even by
+    requests that raced past the read. Any refusal rolls everything back.
     """
     now = now or timezone.now()
     digest = crypto.digest(code)
@@ -93,7 +93,7 @@ def redeem_auth_code(
                 ),
                 user_had_devices=Exists(Device.objects.filter(user=OuterRef("user_id"))),
             )
-            .select_related("user__app", "active_device", "own_device")
+            .select_related("user__app", "api_key", "active_device", "own_device")
             .filter(code_digest=digest)
             .first()
         )
@@ -137,7 +137,13 @@ def redeem_auth_code(
         )
         action = AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED
         audit.record(
-            _user_event(user, action, device.install_id, now, issued_by=auth_code.api_key_id),
+            _user_event(
+                user,
+                action,
+                device.install_id,
+                now,
+                issued_by_key=auth_code.api_key.key_id if auth_code.api_key else None,
+            ),
             *events,
         )
     return Redemption(

@@ -13,8 +13,8 @@ from accounts import crypto
 from accounts.models import ApiKey
 from portal.errors import ApiError, ErrorCode
 
-_API_KEY = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})$")
-PUBLIC_ID = re.compile(r"^[0-9a-f]{24}$")
+_API_KEY = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})\Z")
+PUBLIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 
 
 def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:

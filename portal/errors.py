@@ -15,7 +15,6 @@ from django.http import Http404, HttpRequest, JsonResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
-from rest_framework.response import Response
 
 log = logging.getLogger("portal.errors")
 
@@ -91,8 +90,9 @@ class ApiError(exceptions.APIException):
 
 
 def _encodable(text: str) -> str:
-    """Messages may quote the client's input (`"\\ud800" is not a valid choice`); a lone
-    surrogate in it cannot be encoded as UTF-8, so it is shown escaped instead."""
+    """Messages may quote the client's input (`"\\ud800" is not a valid choice.`). A lone
+    surrogate is not Unicode text: UTF-8 cannot encode it and strict JSON decoders refuse its
+    escape, so it is shown as the literal characters `\\ud800` instead."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
@@ -181,16 +181,14 @@ def _api_error_for(exc: Exception) -> ApiError | None:
     return None
 
 
-def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's exception handler: the envelope for every error a view raises."""
+def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
+    """DRF's exception handler: the envelope for every error a view raises. Always rendered as
+    JSON, also by views whose own format is another (the schema's YAML, the docs' HTML)."""
     error = _api_error_for(exc)
     if error is None:
         return None  # Django's handler500 answers with INTERNAL_ERROR and logs the traceback.
     request = context.get("request")
-    body = error_body(
-        getattr(request, "_request", request), error.error_code, error.message, error.fields
-    )
-    return Response(body, status=error.status_code, headers=error.headers)
+    return error_response(getattr(request, "_request", request), error)
 
 
 def handle_uncaught(request: HttpRequest, exc: Exception) -> JsonResponse | None:

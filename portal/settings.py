@@ -135,6 +135,9 @@ REST_FRAMEWORK = {
     # hops as there are proxies of ours in front; with none, a client could name any address.
     "NUM_PROXIES": env.int("NUM_PROXIES", default=0),
     "EXCEPTION_HANDLER": "portal.errors.exception_handler",
+    # No OPTIONS introspection: it is not in the contract, and on the HTML docs page DRF's
+    # metadata answer cannot be rendered at all (a 500). OPTIONS answers 405 like any other.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DATETIME_FORMAT": "%Y-%m-%dT%H:%M:%SZ",
 }

@@ -21,7 +21,7 @@ from accounts.models import (
     UserStatus,
 )
 from devices.models import Device, FormFactor, InactiveReason
-from devices.policy import decide
+from devices.policy import Decision, decide
 from portal.errors import ApiError, ErrorCode
 
 DEVICE_FIELDS = ("platform", "form_factor", "model", "os_version", "app_version", "sdk_version")
@@ -394,3 +394,105 @@ def record_device_seen(*, device: Device, now: dt.datetime | None = None) -> Non
         return
     Device.objects.filter(pk=device.pk).update(last_seen_at=now)
     device.last_seen_at = now
+
+
+def deactivate_device(*, device: Device, actor: Actor, now: dt.datetime | None = None) -> bool:
+    """Support takes the active device out of service (DEACTIVATED_BY_SUPPORT). Its access
+    token is kept: the SDK must still be able to read /sdk/status to learn why it stopped.
+    Takes the user lock like redemption does. Returns False when the device was not active
+    (nothing changes: its reason already says why it is inactive)."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
+        if user.status == UserStatus.DELETED:
+            raise ValueError(f"the user {user.user_id} is deleted")
+        current = Device.objects.get(pk=device.pk)
+        if not current.is_active:
+            return False
+        current.user = user
+        current.is_active, current.inactive_reason = False, InactiveReason.DEACTIVATED_BY_SUPPORT
+        current.deactivated_at = now
+        current.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
+        audit.record(
+            _device_event(
+                current,
+                AuditAction.DEVICE_DEACTIVATED,
+                actor,
+                now,
+                reason=InactiveReason.DEACTIVATED_BY_SUPPORT,
+            )
+        )
+    device.is_active, device.inactive_reason = current.is_active, current.inactive_reason
+    device.deactivated_at = current.deactivated_at
+    return True
+
+
+def plan_activation(*, device: Device, current: Device | None) -> Decision:
+    """What making `device` its user's active device would do, `current` being the user's
+    active device: the activation policy, exactly as for a redemption. So support cannot put
+    a tablet in the place of an active phone in one step; they deactivate the phone first,
+    which is a decision of its own, recorded as such. Raises ValueError when the device may
+    not become active. `device.user` must be loaded."""
+    if device.user.status == UserStatus.DELETED:
+        raise ValueError(f"the user {device.user.user_id} is deleted")
+    if device.access_token_digest is None:
+        raise ValueError(
+            f"{device.install_id} has no access token any more (reset or user deleted): "
+            "the app must sign in again with a new code"
+        )
+    if current is not None and current.pk == device.pk:
+        current = None
+    decision = decide(
+        current=FormFactor(current.form_factor) if current else None,
+        incoming=FormFactor(device.form_factor),
+    )
+    if not decision.activate_incoming:
+        raise ValueError(
+            f"the phone {current.install_id} is active and phones come first: "
+            "deactivate it first, then make this tablet active"
+        )
+    return decision
+
+
+def activate_device(
+    *, device: Device, actor: Actor, now: dt.datetime | None = None
+) -> Device | None:
+    """Support makes `device` its user's active device, under the activation policy and the
+    same user lock as redemption. Returns the device that lost its place (now inactive with
+    the policy's reason), or None. The token, if still valid, starts working as the active
+    device's at once."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
+        target = Device.objects.get(pk=device.pk)
+        target.user = user
+        if target.is_active:
+            return None
+        current = Device.objects.filter(user=user, is_active=True).first()
+        decision = plan_activation(device=target, current=current)
+        events = []
+        if decision.deactivate_current:
+            current.user = user
+            current.is_active, current.inactive_reason = False, decision.reason
+            current.deactivated_at = now
+            current.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
+            events.append(
+                _device_event(
+                    current,
+                    AuditAction.DEVICE_DEACTIVATED,
+                    actor,
+                    now,
+                    reason=decision.reason,
+                    replaced_by=target.install_id,
+                )
+            )
+        target.is_active, target.inactive_reason = True, None
+        target.activated_at, target.deactivated_at = now, None
+        target.save(
+            update_fields=["is_active", "inactive_reason", "activated_at", "deactivated_at"]
+        )
+        events.append(_device_event(target, AuditAction.DEVICE_ACTIVATED, actor, now))
+        audit.record(*events)
+    device.is_active, device.inactive_reason = True, None
+    device.activated_at, device.deactivated_at = target.activated_at, None
+    return current if decision.deactivate_current else None

@@ -111,7 +111,15 @@ class LinkedUser(models.Model):
                 name="one_live_user_per_external_id",
             ),
         ]
-        indexes = [models.Index(fields=["external_id"], name="linkeduser_external_id")]
+        indexes = [
+            # Pattern ops: serves the admin's prefix search (LIKE 'abc%') whatever the
+            # database collation, as well as equality.
+            models.Index(
+                fields=["external_id"],
+                name="linkeduser_external_id_like",
+                opclasses=["varchar_pattern_ops"],
+            )
+        ]
 
     def __str__(self) -> str:
         return self.user_id

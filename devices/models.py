@@ -73,7 +73,24 @@ class Device(models.Model):
                 name="inactive_device_has_reason",
             ),
         ]
-        indexes = [models.Index(fields=["install_id"], name="device_install_id")]
+        indexes = [
+            # Pattern ops: serve the admin's prefix searches (LIKE 'abc%') whatever the
+            # database collation, as well as equality.
+            models.Index(
+                fields=["install_id"],
+                name="device_install_id_like",
+                opclasses=["varchar_pattern_ops"],
+            ),
+            models.Index(
+                fields=["model"], name="device_model_like", opclasses=["varchar_pattern_ops"]
+            ),
+            # The dashboard's count of active devices by kind, from the index alone.
+            models.Index(
+                fields=["platform", "form_factor"],
+                condition=Q(is_active=True),
+                name="device_active_kind",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.install_id} ({self.platform} {self.form_factor})"

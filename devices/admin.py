@@ -1,0 +1,195 @@
+"""Staff admin of devices, and the user page with the user's devices (registered here
+because devices build on accounts, never the other way round)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Exists, OuterRef, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+
+from accounts.admin import LinkedUserAdmin
+from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin
+from accounts.admin_base import StaffAdmin, admin_change_url
+from accounts.audit import Actor
+from accounts.models import LinkedUser, UserStatus
+from devices import services
+from devices.models import Device, InactiveReason
+
+USER_DEVICES_SHOWN = 20
+
+
+def state_in_words(device: Device) -> str:
+    if device.is_active:
+        return "Active"
+    return f"Inactive: {InactiveReason(device.inactive_reason).label}"
+
+
+def _deactivate(device: Device, actor: Actor, data: dict) -> Outcome:
+    if services.deactivate_device(device=device, actor=actor):
+        return Outcome(f"{device.install_id} is deactivated (Deactivated by support).")
+    return Outcome(f"{device.install_id} was not active: nothing changed.", messages.WARNING)
+
+
+def _deactivate_consequence(device: Device) -> str:
+    if device.user.status == UserStatus.DELETED:
+        raise ValueError("the user is deleted")
+    if not device.is_active:
+        raise ValueError(f"not active ({state_in_words(device)})")
+    return (
+        f"{device} stops being the active device of user {device.user.user_id}: inactive, "
+        "“Deactivated by support”. Its access token still reads /sdk/status, so the app "
+        "learns why. The user has no active device until one redeems a code or is made active."
+    )
+
+
+def _activate(device: Device, actor: Actor, data: dict) -> Outcome:
+    replaced = services.activate_device(device=device, actor=actor)
+    if replaced is None:
+        return Outcome(f"{device.install_id} is the active device.")
+    return Outcome(
+        f"{device.install_id} is the active device; {replaced.install_id} lost its place "
+        f"({state_in_words(replaced)})."
+    )
+
+
+def _activate_consequence(device: Device) -> str:
+    if device.is_active:
+        raise ValueError("already the active device")
+    current = Device.objects.filter(user_id=device.user_id, is_active=True).first()
+    decision = services.plan_activation(device=device, current=current)
+    becomes = f"{device} becomes the active device of user {device.user.user_id}."
+    if not decision.deactivate_current:
+        return f"{becomes} No other device of the user is active: none loses its place."
+    return (
+        f"{becomes} {current} loses its place: it becomes inactive, "
+        f"“{InactiveReason(decision.reason).label}”."
+    )
+
+
+def _can_become_active(device: Device) -> bool:
+    return (
+        not device.is_active
+        and device.access_token_digest is not None
+        and device.user.status != UserStatus.DELETED
+    )
+
+
+@admin.register(Device)
+class DeviceAdmin(StaffActionsMixin, StaffAdmin):
+    list_display = [
+        "install_id",
+        "user_link",
+        "app",
+        "platform",
+        "form_factor",
+        "model",
+        "is_active",
+        "state",
+        "last_seen_at",
+    ]
+    list_select_related = ["user", "app"]
+    list_filter = ["platform", "form_factor", "is_active", "inactive_reason"]
+    search_fields = ["install_id__startswith", "model__startswith"]
+    search_help_text = "An install id or a device model, or the start of one (case-sensitive)."
+    fields = [
+        "install_id",
+        "user",
+        "app",
+        "platform",
+        "form_factor",
+        "model",
+        "os_version",
+        "app_version",
+        "sdk_version",
+        "state",
+        "activated_at",
+        "deactivated_at",
+        "last_seen_at",
+        "created_at",
+        "access_token_expires_at",
+    ]
+    readonly_fields = fields
+    staff_actions = (
+        StaffAction(
+            name="deactivate",
+            label="Deactivate",
+            permission="devices.deactivate_device",
+            perform=_deactivate,
+            consequence=_deactivate_consequence,
+            offered=lambda device: device.is_active,
+        ),
+        StaffAction(
+            name="activate",
+            label="Make active",
+            permission="devices.activate_device",
+            perform=_activate,
+            consequence=_activate_consequence,
+            offered=_can_become_active,
+            single=True,
+        ),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("user", "app")
+
+    @admin.display(description="user")
+    def user_link(self, device: Device) -> str:
+        return format_html('<a href="{}">{}</a>', admin_change_url(device.user), device.user)
+
+    @admin.display(description="state")
+    def state(self, device: Device) -> str:
+        return state_in_words(device)
+
+
+class HasActiveDeviceFilter(admin.SimpleListFilter):
+    title = "has an active device"
+    parameter_name = "active_device"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "Yes"), ("no", "No")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(_has_active_device())
+        if self.value() == "no":
+            return queryset.filter(~_has_active_device())
+        return queryset
+
+
+def _has_active_device() -> Exists:
+    """Served by the one-active-device-per-user partial unique index."""
+    return Exists(Device.objects.filter(user=OuterRef("pk"), is_active=True))
+
+
+@admin.register(LinkedUser)
+class UserAdmin(LinkedUserAdmin):
+    list_display = [*LinkedUserAdmin.list_display[:-1], "active_device", "created_at"]
+    list_filter = [*LinkedUserAdmin.list_filter, HasActiveDeviceFilter]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(has_active_device=_has_active_device())
+
+    @admin.display(boolean=True, description="active device")
+    def active_device(self, user: LinkedUser) -> bool:
+        return user.has_active_device
+
+    def user_page_context(self, request: HttpRequest, user: LinkedUser) -> dict[str, Any]:
+        context = super().user_page_context(request, user)
+        if request.user.has_perm("devices.view_device"):
+            device_admin = self.admin_site.get_model_admin(Device)
+            here = request.get_full_path()
+            devices = user.devices.order_by("-is_active", "-last_seen_at", "-pk")
+
+            context["devices"] = [
+                {
+                    "device": device,
+                    "url": admin_change_url(device),
+                    "state": state_in_words(device),
+                    "actions": device_admin.staff_action_links(request, device, here),
+                }
+                for device in devices[:USER_DEVICES_SHOWN]
+            ]
+        return context

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -9,6 +11,16 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from tests.factories import ApiKeyFactory, AppFactory
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def _redis_answers() -> bool:
@@ -21,18 +33,20 @@ def _redis_answers() -> bool:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `postgres` or `redis` need the real service. Outside CI they are skipped
-    when it is missing; in CI they run, and fail."""
+    """Tests marked `postgres` or `redis` need the real service, `browser` Debian's chromium.
+    Outside CI they are skipped when it is missing; in CI they run, and fail."""
     if settings.IN_CI:
         return
-    missing = set()
+    missing = {}
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        missing.add("postgres")
+        missing["postgres"] = "postgres (not answering)"
     if any("redis" in item.keywords for item in items) and not _redis_answers():
-        missing.add("redis")
+        missing["redis"] = "redis (not answering)"
+    if not Path(CHROMIUM).exists():
+        missing["browser"] = f"{CHROMIUM} (apt-get install chromium)"
     for item in items:
-        for service in missing & set(item.keywords):
-            item.add_marker(pytest.mark.skip(reason=f"needs {service} (not answering)"))
+        for marker in missing.keys() & set(item.keywords):
+            item.add_marker(pytest.mark.skip(reason=f"needs {missing[marker]}"))
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +81,20 @@ def customer(api_key) -> APIClient:
 @pytest.fixture
 def on_postgres() -> bool:
     return connection.vendor == "postgresql"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's chromium, headless, driven by Playwright's sync API (never a downloaded
+    browser). That API runs an event loop in the test's thread, so Django's guard against
+    ORM calls from async code is lifted while the module's tests run: they stay synchronous."""
+    from playwright.sync_api import sync_playwright
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            )
+            yield chromium
+            chromium.close()

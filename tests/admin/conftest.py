@@ -142,7 +142,7 @@ def build_world() -> World:
             target_id=user.user_id,
             app_id=app.pk,
             user_ref=user.user_id,
-            details={"issued_by": key.key_id},
+            details={"issued_by_key": key.key_id},
         )
     )
     secrets = [

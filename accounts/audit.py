@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import ActorType, AuditAction, AuditEvent
+from accounts.models import ActorType, ApiKey, AuditAction, AuditEvent, LinkedUser
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,35 @@ def event(
         target_id=target_id,
         user_ref=user_ref,
         details=details or {},
+    )
+
+
+def user_event(
+    user: LinkedUser, action: AuditAction, actor: Actor, now: dt.datetime, **details: Any
+) -> AuditEvent:
+    return event(
+        actor=actor,
+        action=action,
+        target_type="user",
+        target_id=user.user_id,
+        app_id=user.app_id,
+        user_ref=user.user_id,
+        details=details,
+        now=now,
+    )
+
+
+def key_event(
+    api_key: ApiKey, action: AuditAction, actor: Actor, now: dt.datetime, **details: Any
+) -> AuditEvent:
+    return event(
+        actor=actor,
+        action=action,
+        target_type="api_key",
+        target_id=api_key.key_id,
+        app_id=api_key.app_id,
+        details=details,
+        now=now,
     )
 
 

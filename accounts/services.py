@@ -24,7 +24,6 @@ from accounts.models import (
     ApiKeyNotice,
     App,
     AuditAction,
-    AuditEvent,
     AuthCode,
     AuthCodeStatus,
     DeletionRequest,
@@ -124,23 +123,11 @@ def create_api_key(
         api_key.full_clean()
         api_key.save()
         audit.record(
-            _key_event(api_key, AuditAction.KEY_CREATED, actor, now, scopes=scope_list, name=name)
+            audit.key_event(
+                api_key, AuditAction.KEY_CREATED, actor, now, scopes=scope_list, name=name
+            )
         )
     return NewApiKey(api_key=api_key, full_key=f"{api_key.key_id}.{secret}")
-
-
-def _key_event(
-    api_key: ApiKey, action: AuditAction, actor: Actor, now: dt.datetime, **details: object
-) -> AuditEvent:
-    return audit.event(
-        actor=actor,
-        action=action,
-        target_type="api_key",
-        target_id=api_key.key_id,
-        app_id=api_key.app_id,
-        details=details,
-        now=now,
-    )
 
 
 def rotate_api_key(
@@ -166,7 +153,7 @@ def rotate_api_key(
         old.expires_at = min(old.expires_at, _whole_seconds(now + grace))
         old.save(update_fields=["expires_at"])
         audit.record(
-            _key_event(
+            audit.key_event(
                 old,
                 AuditAction.KEY_ROTATED,
                 actor,
@@ -187,7 +174,7 @@ def revoke_api_key(*, api_key: ApiKey, actor: Actor, now: dt.datetime | None = N
         if key.revoked_at is None:
             key.revoked_at = now
             key.save(update_fields=["revoked_at"])
-            audit.record(_key_event(key, AuditAction.KEY_REVOKED, actor, now))
+            audit.record(audit.key_event(key, AuditAction.KEY_REVOKED, actor, now))
     api_key.revoked_at = key.revoked_at
     return key
 
@@ -266,23 +253,8 @@ def set_user_disabled(
         )
         if changed:
             action = AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED
-            audit.record(_user_event(user, action, actor, now))
+            audit.record(audit.user_event(user, action, actor, now))
     user.disabled_at = LinkedUser.objects.values_list("disabled_at", flat=True).get(pk=user.pk)
-
-
-def _user_event(
-    user: LinkedUser, action: AuditAction, actor: Actor, now: dt.datetime, **details: object
-) -> AuditEvent:
-    return audit.event(
-        actor=actor,
-        action=action,
-        target_type="user",
-        target_id=user.user_id,
-        app_id=user.app_id,
-        user_ref=user.user_id,
-        details=details,
-        now=now,
-    )
 
 
 def request_user_deletion(
@@ -311,7 +283,7 @@ def request_user_deletion(
             requested_at=now,
         )
         audit.record(
-            _user_event(
+            audit.user_event(
                 locked, AuditAction.USER_DELETED, actor, now, request_id=deletion.request_id
             )
         )
@@ -455,7 +427,7 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
             )
             if created:
                 audit.record(
-                    _key_event(
+                    audit.key_event(
                         key, AuditAction.KEY_EXPIRED, Actor.system("key_expiry"), key.expires_at
                     )
                 )

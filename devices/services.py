@@ -137,10 +137,10 @@ def redeem_auth_code(
         )
         action = AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED
         audit.record(
-            _user_event(
+            audit.user_event(
                 user,
                 action,
-                device.install_id,
+                Actor.device(device.install_id),
                 now,
                 issued_by_key=auth_code.api_key.key_id if auth_code.api_key else None,
             ),
@@ -148,21 +148,6 @@ def redeem_auth_code(
         )
     return Redemption(
         user=user, device=activated, access_token=token, restored=restored, retried=False
-    )
-
-
-def _user_event(
-    user: LinkedUser, action: AuditAction, install_id: str, now: dt.datetime, **details: object
-) -> AuditEvent:
-    return audit.event(
-        actor=Actor.device(install_id),
-        action=action,
-        target_type="user",
-        target_id=user.user_id,
-        app_id=user.app_id,
-        user_ref=user.user_id,
-        details=details,
-        now=now,
     )
 
 

@@ -210,34 +210,66 @@ _UPSERT_USER = """
 """
 
 
+# The code goes only to a user that is still live when the insert runs: FOR SHARE waits for a
+# deletion holding the user's lock and then sees its outcome, and a deletion that comes later
+# finds this code and voids it. (SQLite writes one at a time and needs no lock.)
+_INSERT_CODE = """
+    INSERT INTO accounts_authcode
+        (code_digest, app_id, user_id, api_key_id, status, created_at, expires_at,
+         redeemed_install_id)
+    SELECT %s, app_id, id, %s, %s, %s, %s, ''
+    FROM accounts_linkeduser WHERE id = %s AND NOT (status = 'deleted') {lock}
+    RETURNING id
+"""
+_ISSUE_ATTEMPTS = 3
+
+
 def issue_auth_code(
     *, api_key: ApiKey, external_id: str, now: dt.datetime | None = None
 ) -> IssuedCode:
-    """Creates the user on the first code for an external id, restores it on later ones."""
+    """Creates the user on the first code for an external id, restores it on later ones.
+
+    Two statements, each atomic on its own, and no transaction around them, which keeps
+    issuance at three round trips with the key check. Should the user be deleted between
+    them, the code is not inserted and the issuance starts over (for a brand-new user). A user
+    left without a code by a failure in between is in the state of one whose code expired.
+    """
     now = now or timezone.now()
-    new_user_id = crypto.public_id()
     code = crypto.new_secret()
-    # Two statements, each atomic on its own, and no transaction around them: a user left
-    # without a code (the insert failing) is the same state as a user whose code expired,
-    # and a retry restores it. That keeps issuance at three round trips with the key check.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _UPSERT_USER, [new_user_id, api_key.app_id, external_id, UserStatus.PENDING, now]
-        )
-        user_pk, user_id, disabled_at = cursor.fetchone()
-    if disabled_at is not None:
-        raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
-    auth_code = AuthCode.objects.create(
-        code_digest=crypto.digest(code),
-        app_id=api_key.app_id,
-        user_id=user_pk,
-        api_key=api_key,
-        created_at=now,
-        expires_at=_whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS),
-    )
-    return IssuedCode(
-        code=code, auth_code=auth_code, user_id=user_id, existing_user=user_id != new_user_id
-    )
+    code_digest = crypto.digest(code)
+    expires_at = _whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS)
+    lock = "FOR SHARE" if connection.features.has_select_for_update else ""
+    for _ in range(_ISSUE_ATTEMPTS):
+        new_user_id = crypto.public_id()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _UPSERT_USER, [new_user_id, api_key.app_id, external_id, UserStatus.PENDING, now]
+            )
+            user_pk, user_id, disabled_at = cursor.fetchone()
+            if disabled_at is not None:
+                raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
+            cursor.execute(
+                _INSERT_CODE.format(lock=lock),
+                [code_digest, api_key.pk, AuthCodeStatus.ISSUED, now, expires_at, user_pk],
+            )
+            inserted = cursor.fetchone()
+        if inserted is not None:
+            auth_code = AuthCode(
+                pk=inserted[0],
+                code_digest=code_digest,
+                app_id=api_key.app_id,
+                user_id=user_pk,
+                api_key=api_key,
+                created_at=now,
+                expires_at=expires_at,
+            )
+            return IssuedCode(
+                code=code,
+                auth_code=auth_code,
+                user_id=user_id,
+                existing_user=user_id != new_user_id,
+            )
+    raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The user changed during issuance; retry.")
 
 
 def set_user_disabled(
@@ -265,15 +297,19 @@ def request_user_deletion(
     repeated request returns the first one."""
     now = now or timezone.now()
     with transaction.atomic():
-        locked = LinkedUser.objects.select_for_update().get(pk=user.pk)
-        existing = DeletionRequest.objects.filter(deleted_user_id=locked.user_id).first()
-        if existing is not None:
+        locked = LinkedUser.objects.select_for_update().filter(pk=user.pk).first()
+        existing = DeletionRequest.objects.filter(deleted_user_id=user.user_id).first()
+        if existing is not None:  # a repeat, possibly racing the purge of the first one
             return existing
+        if locked is None:
+            raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
         locked.status, locked.deleted_at = UserStatus.DELETED, now
         locked.save(update_fields=["status", "deleted_at"])
-        AuthCode.objects.filter(user=locked, status=AuthCodeStatus.ISSUED).update(
-            status=AuthCodeStatus.VOID
-        )
+        # Codes already expired are the sweep's; leaving them alone keeps the two from ever
+        # locking the same rows in different orders.
+        AuthCode.objects.filter(
+            user=locked, status=AuthCodeStatus.ISSUED, expires_at__gt=now
+        ).update(status=AuthCodeStatus.VOID)
         user_deleted.send(sender=LinkedUser, user=locked, now=now)
         deletion = DeletionRequest.objects.create(
             app_id=locked.app_id,

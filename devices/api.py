@@ -117,15 +117,15 @@ class UserDetailView(CustomerApiView):
     def delete(self, request: Request, user_id: str) -> Response:
         _valid_user_id(user_id)
         app = request.auth.app
-        user = LinkedUser.objects.filter(app=app, user_id=user_id).first()
-        if user is not None:
+        # A repeat answers the first request, also once the purge removed the user.
+        deletion = DeletionRequest.objects.filter(app=app, deleted_user_id=user_id).first()
+        if deletion is None:
+            user = LinkedUser.objects.filter(app=app, user_id=user_id).first()
+            if user is None:
+                raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
             deletion = account_services.request_user_deletion(
                 user=user, actor=Actor.api_key(request.auth.key_id)
             )
-        else:  # already purged: the request outlives the user
-            deletion = DeletionRequest.objects.filter(app=app, deleted_user_id=user_id).first()
-            if deletion is None:
-                raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
         return Response(self.DeletionOutput(deletion).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from accounts import audit, crypto
@@ -69,7 +70,6 @@ def redeem_auth_code(
     redeeming at once take turns; the conditional UPDATE makes one code usable once even by
     requests that raced past the read. Any refusal rolls everything back.
     """
-    now = now or timezone.now()
     digest = crypto.digest(code)
     with transaction.atomic():
         # The lock comes first, in its own statement, so that the read below sees the user's
@@ -83,6 +83,8 @@ def redeem_auth_code(
                 default=F("status"),
             )
         )
+        # The clock is read once the lock is held, so times follow the order of the turns.
+        now = now or timezone.now()
         auth_code = (
             AuthCode.objects.annotate(
                 active_device=FilteredRelation(
@@ -91,9 +93,16 @@ def redeem_auth_code(
                 own_device=FilteredRelation(
                     "app__devices", condition=Q(app__devices__install_id=device.install_id)
                 ),
-                user_had_devices=Exists(Device.objects.filter(user=OuterRef("user_id"))),
+                # "restored": the user had a device before this code's redemption (for a
+                # retry, before the first one: the retry repeats the first answer).
+                user_had_devices=Exists(
+                    Device.objects.filter(
+                        user=OuterRef("user_id"),
+                        created_at__lt=Coalesce(OuterRef("redeemed_at"), Value(now)),
+                    )
+                ),
             )
-            .select_related("user__app", "api_key", "active_device", "own_device")
+            .select_related("user__app", "api_key", "active_device", "own_device__user")
             .filter(code_digest=digest)
             .first()
         )
@@ -117,9 +126,7 @@ def redeem_auth_code(
             )
             == 1
         )
-        if not consumed:
-            if auth_code.status == AuthCodeStatus.ISSUED:  # raced: read what the winner wrote
-                auth_code.refresh_from_db(fields=["status", "redeemed_install_id"])
+        if not consumed:  # under the user lock, the read above is current: no race to re-read
             return _retry(
                 auth_code=auth_code,
                 own=getattr(auth_code, "own_device", None),
@@ -172,25 +179,27 @@ def _retry(
     """A code that was not consumed now: the SDK's retry of its own redemption within the
     code's lifetime gets a fresh token for the same device; anything else is refused."""
     user = auth_code.user
-    if auth_code.status == AuthCodeStatus.REDEEMED:
-        if auth_code.redeemed_install_id == info.install_id and auth_code.expires_at > now:
-            if own is None or own.user_id != user.pk:  # raced: the winner wrote it
-                own = Device.objects.filter(
-                    app_id=user.app_id, install_id=info.install_id, user=user
-                ).first()
-            if own is not None:
-                token = _new_access_token(own, now)
-                own.last_seen_at = now
-                own.save(
-                    update_fields=["access_token_digest", "access_token_expires_at", "last_seen_at"]
-                )
-                return Redemption(
-                    user=user, device=own, access_token=token, restored=True, retried=True
-                )
+    if auth_code.status != AuthCodeStatus.REDEEMED:
+        raise ApiError(ErrorCode.AUTH_CODE_EXPIRED, "This authentication code has expired.")
+    retry = (
+        auth_code.redeemed_install_id == info.install_id
+        and auth_code.expires_at > now
+        and own is not None
+        and own.user_id == user.pk
+        and own.access_token_digest is not None  # a reset since voided the install for good
+    )
+    if not retry:
         raise ApiError(ErrorCode.AUTH_CODE_ALREADY_USED, "This authentication code was used.")
-    if auth_code.status == AuthCodeStatus.VOID:
-        raise ApiError(ErrorCode.INVALID_AUTH_CODE, "This authentication code was voided.")
-    raise ApiError(ErrorCode.AUTH_CODE_EXPIRED, "This authentication code has expired.")
+    token = _new_access_token(own, now)
+    own.last_seen_at = now
+    own.save(update_fields=["access_token_digest", "access_token_expires_at", "last_seen_at"])
+    return Redemption(
+        user=user,
+        device=own,
+        access_token=token,
+        restored=auth_code.user_had_devices,
+        retried=True,
+    )
 
 
 def _activate(
@@ -204,7 +213,7 @@ def _activate(
     """Applies the activation policy for the incoming device; the caller holds the user lock.
     `current` is the user's active device, `own` the device already under this install id."""
     if own is not None and own.user_id != user.pk:
-        if LinkedUser.objects.filter(pk=own.user_id, status=UserStatus.DELETED).exists():
+        if own.user.status == UserStatus.DELETED:
             # The install's previous user was deleted and awaits its purge: the install is free.
             own.delete()
             own = None
@@ -252,23 +261,23 @@ def _activate(
             )
         device.is_active, device.inactive_reason = False, decision.reason
     token = _new_access_token(device, now)
-    _save_devices([*changed, device])
+    _save_devices([*changed, device], incoming=device)
     return device, token, events
 
 
-_MUTABLE_DEVICE_FIELDS = {
+# What a redemption decides for every device it writes, and what only the incoming device
+# brings. A device that merely loses its place keeps its own token and last_seen_at: a refresh
+# it made after the redemption's read must not be undone.
+_POLICY_FIELDS = ("is_active", "inactive_reason", "activated_at", "deactivated_at")
+_INCOMING_FIELDS = (
     *DEVICE_FIELDS,
-    "is_active",
-    "inactive_reason",
-    "activated_at",
-    "deactivated_at",
     "last_seen_at",
     "access_token_digest",
     "access_token_expires_at",
-}
+)
 
 
-def _save_devices(devices: list[Device]) -> None:
+def _save_devices(devices: list[Device], *, incoming: Device) -> None:
     """Writes device states in one statement: an upsert on (app, install_id), applied in the
     order given (put a deactivation before the activation it makes room for: the
     one-active-device constraint is checked row by row). The upsert only ever updates a row
@@ -278,23 +287,24 @@ def _save_devices(devices: list[Device]) -> None:
     quote = connection.ops.quote_name
     table = quote(Device._meta.db_table)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    updates = ", ".join(
-        f"{quote(f.column)} = excluded.{quote(f.column)}"
-        for f in fields
-        if f.name in _MUTABLE_DEVICE_FIELDS
-    )
+    columns = {field.name: quote(field.column) for field in fields}
+    updates = [f"{columns[name]} = excluded.{columns[name]}" for name in _POLICY_FIELDS] + [
+        f"{columns[name]} = CASE WHEN excluded.install_id = %s "
+        f"THEN excluded.{columns[name]} ELSE {table}.{columns[name]} END"
+        for name in _INCOMING_FIELDS
+    ]
     sql = (
-        f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608 (identifiers from the model, values bound)
+        f"INSERT INTO {table} ({', '.join(columns.values())}) "  # noqa: S608 (identifiers from the model, values bound)
         f"VALUES {', '.join([row] * len(devices))} "
-        "ON CONFLICT (app_id, install_id) DO UPDATE SET "
-        f"{updates} WHERE {table}.user_id = excluded.user_id "
+        f"ON CONFLICT (app_id, install_id) DO UPDATE SET {', '.join(updates)} "
+        f"WHERE {table}.user_id = excluded.user_id "
         "RETURNING id, install_id"
     )
     params = [
         field.get_db_prep_save(getattr(device, field.attname), connection)
         for device in devices
         for field in fields
-    ]
+    ] + [incoming.install_id] * len(_INCOMING_FIELDS)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = {install_id: pk for pk, install_id in cursor.fetchall()}

@@ -24,7 +24,11 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def _counted(self) -> int:
-        return self.object_list[: self.cap + 1].count()
+        """Any `cap + 1` matching rows will do: without the list's order and annotations,
+        the database stops at the first ones an index or the table yields, instead of
+        reading the matches in the list's order (all of the table, for matches that are
+        all old ones) and computing each row's annotations."""
+        return self.object_list.order_by().values("pk")[: self.cap + 1].count()
 
     @cached_property
     def count(self) -> int:

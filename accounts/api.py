@@ -5,17 +5,18 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import services
-from accounts.authentication import ApiKeyAuthentication, require_scope
+from accounts.authentication import ApiKeyAuthentication, HasScope
 from accounts.models import Scope
-from portal.errors import ErrorCode
+from portal.errors import ApiError, ErrorCode
 from portal.fields import TextField
-from portal.schema import error_responses
-from portal.throttling import ApiKeyThrottle
+from portal.schema import BODY_ERRORS, error_responses
+from portal.throttling import ApiKeyThrottle, AuthFailureThrottle
 
 CUSTOMER_ERRORS = (
     ErrorCode.INVALID_API_KEY,
@@ -28,11 +29,24 @@ CUSTOMER_ERRORS = (
 
 class CustomerApiView(APIView):
     authentication_classes = [ApiKeyAuthentication]
+    permission_classes = [HasScope]
     throttle_classes = [ApiKeyThrottle]
+    required_scopes: dict[str, str] = {}
+
+    def perform_authentication(self, request: Request) -> None:
+        failures = AuthFailureThrottle()
+        if failures.exhausted(request):
+            raise Throttled(wait=failures.wait())
+        try:
+            super().perform_authentication(request)
+        except ApiError as error:
+            if error.status_code == 401:
+                failures.hit(request)
+            raise
 
 
 class AuthCodeView(CustomerApiView):
-    permission_classes = [require_scope(Scope.USER_LINK)]
+    required_scopes = {"POST": Scope.USER_LINK}
 
     class InputSerializer(serializers.Serializer):
         external_id = TextField(
@@ -60,7 +74,7 @@ class AuthCodeView(CustomerApiView):
         request=InputSerializer,
         responses={
             200: OutputSerializer,
-            **error_responses(ErrorCode.INVALID_REQUEST, ErrorCode.USER_DISABLED, *CUSTOMER_ERRORS),
+            **error_responses(*BODY_ERRORS, ErrorCode.USER_DISABLED, *CUSTOMER_ERRORS),
         },
         description=(
             "Issues a short-lived, single-use authentication code for the external id. The "

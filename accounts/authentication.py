@@ -29,7 +29,7 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise ApiError(
                 ErrorCode.INVALID_API_KEY,
                 "Send the API key as 'Authorization: Bearer <key_id>.<secret>'.",
-                headers={"WWW-Authenticate": 'Bearer realm="api"'},
+                headers=selectors.CHALLENGE,
             )
         api_key = selectors.api_key_for(raw)
         services.record_api_key_use(api_key=api_key)
@@ -52,14 +52,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         }
 
 
-def require_scope(scope: str) -> type[BasePermission]:
-    class HasScope(BasePermission):
-        def has_permission(self, request: Request, view: APIView) -> bool:
-            if scope not in request.auth.scopes:
-                raise ApiError(
-                    ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'."
-                )
-            return True
+class HasScope(BasePermission):
+    """The key must hold the scope the view names for the method (`required_scopes`). A method
+    the view does not name is let through, to be answered 405 by the view."""
 
-    HasScope.__name__ = f"HasScope[{scope}]"
-    return HasScope
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        scope = view.required_scopes.get(request.method)
+        if scope is not None and scope not in request.auth.scopes:
+            raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'.")
+        return True

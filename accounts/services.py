@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ from portal.errors import ApiError, ErrorCode
 log = logging.getLogger("portal.accounts")
 
 LAST_USED_PRECISION = dt.timedelta(minutes=1)
+MAX_KEY_LIFETIME_DAYS = 3650
+MAX_ROTATION_GRACE = dt.timedelta(days=30)
 
 
 def _whole_seconds(moment: dt.datetime) -> dt.datetime:
@@ -48,13 +51,9 @@ def _whole_seconds(moment: dt.datetime) -> dt.datetime:
 def create_app(
     *, name: str, contact_emails: Iterable[str] = (), sdk_config: Mapping[str, Any] | None = None
 ) -> App:
-    emails = list(dict.fromkeys(contact_emails))
-    for email in emails:
-        try:
-            validate_email(email)
-        except ValidationError as exc:
-            raise ValueError(f"not an e-mail address: {email!r}") from exc
-    app = App(name=name, contact_emails=emails, sdk_config=dict(sdk_config or {}))
+    app = App(
+        name=name, contact_emails=_valid_emails(contact_emails), sdk_config=dict(sdk_config or {})
+    )
     app.full_clean()
     app.save()
     return app
@@ -94,8 +93,8 @@ def create_api_key(
     rotation's successor does not count the key it replaces)."""
     now = now or timezone.now()
     days = settings.API_KEY_DEFAULT_EXPIRY_DAYS if expires_in_days is None else expires_in_days
-    if days < 1:
-        raise ValueError("expires_in_days must be at least 1")
+    if not 1 <= days <= MAX_KEY_LIFETIME_DAYS:
+        raise ValueError(f"expires_in_days must be between 1 and {MAX_KEY_LIFETIME_DAYS}")
     scope_list = parse_scopes(scopes)
     with transaction.atomic():
         App.objects.select_for_update().filter(pk=app.pk).first()  # serialise the cap check
@@ -136,8 +135,8 @@ def rotate_api_key(
     """A successor with the same app, name and scopes; the old key keeps working until
     now + grace (never longer than it would have), then expires."""
     now = now or timezone.now()
-    if grace < dt.timedelta(0):
-        raise ValueError("the grace period cannot be negative")
+    if not dt.timedelta(0) <= grace <= MAX_ROTATION_GRACE:
+        raise ValueError(f"the grace period must be between 0 and {MAX_ROTATION_GRACE.days} days")
     with transaction.atomic():
         old = ApiKey.objects.select_for_update().select_related("app").get(pk=api_key.pk)
         if old.revoked_at is not None:
@@ -432,7 +431,8 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
     """E-mails each app's contacts once API_KEY_REMINDER_DAYS (14 and 7) days before a key
     expires, and records key.expired once a key has expired. Every notice is recorded in the
     same transaction as its e-mail is sent, so a rerun (or a second run at the same time)
-    sends nothing twice; a failed send is retried by the next run."""
+    sends nothing twice; a failed send is logged, rolled back and retried by the next run,
+    and does not hold up the other keys."""
     now = now or timezone.now()
     thresholds = sorted(settings.API_KEY_REMINDER_DAYS)
     live = ApiKey.objects.filter(revoked_at__isnull=True).exclude(
@@ -442,21 +442,24 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
     expiring = live.filter(
         expires_at__gt=now, expires_at__lte=now + dt.timedelta(days=thresholds[-1])
     ).select_related("app")
-    for key in expiring.iterator():
+    for key in expiring:  # the keys of the next 14 days: few
         days = next(d for d in thresholds if key.expires_at - now <= dt.timedelta(days=d))
         if not key.app.contact_emails:
             continue
-        with transaction.atomic():
-            _, created = ApiKeyNotice.objects.get_or_create(
-                api_key=key, kind=f"{days}d", defaults={"sent_at": now}
-            )
-            if created:
-                _send_expiry_mail(key, days)
-                sent += 1
+        try:
+            with transaction.atomic():
+                _, created = ApiKeyNotice.objects.get_or_create(
+                    api_key=key, kind=f"{days}d", defaults={"sent_at": now}
+                )
+                if created:
+                    _send_expiry_mail(key, now)
+                    sent += 1
+        except Exception:
+            log.exception("expiry notice for key %s not sent; the next run retries", key.key_id)
     newly_expired = live.filter(expires_at__lte=now).exclude(
         Exists(ApiKeyNotice.objects.filter(api_key=OuterRef("pk"), kind="expired"))
     )
-    for key in newly_expired.iterator():
+    for key in newly_expired:
         with transaction.atomic():
             _, created = ApiKeyNotice.objects.get_or_create(
                 api_key=key, kind="expired", defaults={"sent_at": now}
@@ -470,10 +473,14 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
     return sent
 
 
-def _send_expiry_mail(key: ApiKey, days: int) -> None:
+def _send_expiry_mail(key: ApiKey, now: dt.datetime) -> None:
     expires = key.expires_at.strftime("%Y-%m-%d %H:%M UTC")
+    days = math.ceil((key.expires_at - now) / dt.timedelta(days=1))
     send_mail(
-        subject=f"[portal] API key {key.key_id} of {key.app.name} expires in {days} days",
+        subject=(
+            f"[portal] API key {key.key_id} of {key.app.name} expires in "
+            f"{days} day{'s' if days != 1 else ''}"
+        ),
         message=(
             f"The API key '{key.name}' ({key.key_id}) of the app {key.app.name} "
             f"({key.app.app_id}) expires on {expires}.\n\n"

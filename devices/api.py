@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.core.validators import RegexValidator
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,7 +12,6 @@ from rest_framework.views import APIView
 from accounts import services as account_services
 from accounts.api import CUSTOMER_ERRORS, CustomerApiView
 from accounts.audit import Actor
-from accounts.authentication import require_scope
 from accounts.models import DeletionRequest, LinkedUser, Scope, UserStatus
 from accounts.selectors import PUBLIC_ID
 from devices import selectors, services
@@ -21,7 +19,7 @@ from devices.authentication import AccessTokenAuthentication
 from devices.models import FormFactor, InactiveReason, Platform
 from portal.errors import ApiError, ErrorCode
 from portal.fields import TextField
-from portal.schema import error_responses
+from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ClientAddressThrottle
 
 
@@ -70,20 +68,8 @@ def _valid_user_id(user_id: str) -> str:
     return user_id
 
 
-class _MethodScopes(BasePermission):
-    scopes: dict[str, str] = {}
-
-    def has_permission(self, request: Request, view: APIView) -> bool:
-        scope = self.scopes.get(request.method, Scope.USER_READ)
-        return require_scope(scope)().has_permission(request, view)
-
-
-class _UserScopes(_MethodScopes):
-    scopes = {"GET": Scope.USER_READ, "DELETE": Scope.USER_DELETE}
-
-
 class UserDetailView(CustomerApiView):
-    permission_classes = [_UserScopes]
+    required_scopes = {"GET": Scope.USER_READ, "DELETE": Scope.USER_DELETE}
 
     class DeletionOutput(serializers.Serializer):
         request_id = serializers.CharField()
@@ -130,7 +116,7 @@ class UserDetailView(CustomerApiView):
 
 
 class UserLookupView(CustomerApiView):
-    permission_classes = [require_scope(Scope.USER_READ)]
+    required_scopes = {"GET": Scope.USER_READ}
 
     class QuerySerializer(serializers.Serializer):
         external_id = TextField(min_length=1, max_length=256)
@@ -158,6 +144,14 @@ class UserLookupView(CustomerApiView):
 
 class SdkApiView(APIView):
     throttle_classes = [ClientAddressThrottle]
+
+    def perform_authentication(self, request: Request) -> None:
+        # Throttled before authenticating, so that guessing tokens counts against the limit.
+        super().check_throttles(request)
+        super().perform_authentication(request)
+
+    def check_throttles(self, request: Request) -> None:
+        """Already done, before authentication."""
 
 
 class RedeemView(SdkApiView):
@@ -207,15 +201,13 @@ class RedeemView(SdkApiView):
             201: OutputSerializer,
             200: OutputSerializer,
             **error_responses(
-                ErrorCode.INVALID_REQUEST,
+                *BODY_ERRORS,
                 ErrorCode.INVALID_AUTH_CODE,
                 ErrorCode.USER_DISABLED,
                 ErrorCode.APP_DISABLED,
                 ErrorCode.AUTH_CODE_ALREADY_USED,
                 ErrorCode.INSTALL_ID_CONFLICT,
                 ErrorCode.AUTH_CODE_EXPIRED,
-                ErrorCode.PAYLOAD_TOO_LARGE,
-                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
             ),
         },
         description=(

@@ -29,13 +29,26 @@ class JsonCommand(BaseCommand):
         """The human-readable form of a result (without --json)."""
         return "\n".join(f"{key}: {value}" for key, value in result.items())
 
+    def run_from_argv(self, argv: list[str]) -> None:
+        """With --json, bad arguments too are answered with one JSON object (argparse would
+        print its usage on stderr and exit 2)."""
+        if "--json" in argv:
+            try:
+                self.create_parser(argv[0], argv[1]).parse_args(argv[2:])
+            except CommandError as exc:
+                self._fail_json(exc)
+        super().run_from_argv(argv)
+
+    def _fail_json(self, exc: Exception) -> None:
+        self.stdout.write(json.dumps({"error": str(exc)}))
+        sys.exit(1)
+
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             result = self.run(**options)
-        except (CommandError, ValueError, ValidationError) as exc:
+        except (CommandError, ValueError, OverflowError, ValidationError) as exc:
             if options["json"]:
-                self.stdout.write(json.dumps({"error": str(exc)}))
-                sys.exit(1)
+                self._fail_json(exc)
             raise CommandError(str(exc)) from exc
         if options["json"]:
             self.stdout.write(json.dumps(result, default=str))

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import unicodedata
 from typing import Any
 
 from rest_framework import serializers
 
-# Control characters (NUL included) and lone surrogates cannot be stored faithfully (a NUL
-# is refused by PostgreSQL, a surrogate by every UTF-8 codec), so they are refused here.
-_FORBIDDEN_CATEGORIES = {"Cc", "Cs"}
-
-
-def has_forbidden_characters(value: str) -> bool:
-    return any(unicodedata.category(char) in _FORBIDDEN_CATEGORIES for char in value)
+from portal.text import has_forbidden_characters
 
 
 class TextField(serializers.CharField):

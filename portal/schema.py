@@ -25,13 +25,23 @@ class ErrorSerializer(serializers.Serializer):
         ref_name = "Error"
 
 
-COMMON = (ErrorCode.INVALID_REQUEST, ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE)
+# What any endpoint that takes a JSON body can answer about the body itself.
+BODY_ERRORS = (
+    ErrorCode.INVALID_REQUEST,
+    ErrorCode.PAYLOAD_TOO_LARGE,
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+)
 
 
 def error_responses(*codes: ErrorCode) -> dict[int, Any]:
     """`responses` entries documenting which error codes each status can carry."""
     by_status: dict[int, list[ErrorCode]] = defaultdict(list)
-    for code in (*codes, ErrorCode.RATE_LIMITED, ErrorCode.SERVICE_UNAVAILABLE):
+    every_endpoint = (
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.INTERNAL_ERROR,
+        ErrorCode.SERVICE_UNAVAILABLE,
+    )
+    for code in (*codes, *every_endpoint):
         if code not in by_status[code.status]:
             by_status[code.status].append(code)
     return {

@@ -169,6 +169,7 @@ AUTH_CODE_SWEEP_BATCH_SIZE = env.int("AUTH_CODE_SWEEP_BATCH_SIZE", default=5000)
 API_KEY_REMINDER_DAYS = env.list("API_KEY_REMINDER_DAYS", cast=int, default=[14, 7])
 THROTTLE_API_KEY_RATE = env.str("THROTTLE_API_KEY_RATE", default="6000/min")
 THROTTLE_SDK_RATE = env.str("THROTTLE_SDK_RATE", default="600/min")
+THROTTLE_AUTH_FAILURE_RATE = env.str("THROTTLE_AUTH_FAILURE_RATE", default="60/min")
 
 # Celery: Redis as broker when configured; otherwise tasks run in-process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"

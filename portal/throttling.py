@@ -29,19 +29,32 @@ class FixedWindowThrottle(BaseThrottle):
     def ident(self, request: Request) -> str:
         raise NotImplementedError
 
-    def allow_request(self, request: Request, view: APIView) -> bool:
+    def _window(self, request: Request) -> tuple[str, int, int]:
+        """The counter's cache key, the limit and the window's length in seconds."""
         limit, period = parse_rate(getattr(settings, self.rate_setting))
         now = time.time()
         window = int(now // period)
-        key = f"throttle:{self.scope}:{self.ident(request)}:{window}"
+        self._wait = (window + 1) * period - now
+        return f"throttle:{self.scope}:{self.ident(request)}:{window}", limit, period
+
+    def hit(self, request: Request) -> bool:
+        """Counts one request; False once the window's limit is exceeded."""
+        key, limit, period = self._window(request)
         cache.add(key, 0, timeout=period + 1)
         try:
             count = cache.incr(key)
         except ValueError:  # evicted between add and incr
             cache.set(key, 1, timeout=period + 1)
             count = 1
-        self._wait = (window + 1) * period - now
         return count <= limit
+
+    def exhausted(self, request: Request) -> bool:
+        """Whether the window's limit is used up, without counting this request."""
+        key, limit, _ = self._window(request)
+        return (cache.get(key) or 0) >= limit
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        return self.hit(request)
 
     def wait(self) -> float:
         return self._wait
@@ -62,6 +75,17 @@ class ClientAddressThrottle(FixedWindowThrottle):
 
     rate_setting = "THROTTLE_SDK_RATE"
     scope = "sdk"
+
+    def ident(self, request: Request) -> str:
+        return self.get_ident(request)
+
+
+class AuthFailureThrottle(FixedWindowThrottle):
+    """THROTTLE_AUTH_FAILURE_RATE failed API-key checks per client address: guessing keys is
+    limited although the per-key limit cannot apply to a request without a valid key."""
+
+    rate_setting = "THROTTLE_AUTH_FAILURE_RATE"
+    scope = "auth-failure"
 
     def ident(self, request: Request) -> str:
         return self.get_ident(request)

@@ -7,6 +7,7 @@ import os
 os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production")
 os.environ.setdefault("THROTTLE_API_KEY_RATE", "100000/min")
 os.environ.setdefault("THROTTLE_SDK_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_AUTH_FAILURE_RATE", "100000/min")
 
 from portal.settings import *  # noqa: F403
 from portal.settings import env

@@ -102,7 +102,8 @@ def test_expiry_in_days(app):
         (["--name", "b", "--scopes", "user.admin"], "unknown scope"),
         (["--name", "b", "--scopes", ","], "at least one scope"),
         (["--name", " ", "--scopes", "user.link"], "blank"),
-        (["--name", "b", "--scopes", "user.link", "--expires-in-days", "0"], "at least 1"),
+        (["--name", "b", "--scopes", "user.link", "--expires-in-days", "0"], "between 1 and 3650"),
+        (["--name", "b", "--scopes", "user.link", "--expires-in-days", "99999999"], "between 1"),
     ],
 )
 def test_create_api_key_refuses_bad_arguments(app, args, message):
@@ -131,3 +132,19 @@ def test_without_json_errors_are_command_errors(app):
         call_command(
             "create_api_key", "--app", app.app_id, "--name", "b", "--scopes", "x", stdout=StringIO()
         )
+
+
+@pytest.mark.parametrize("name", ["Evil\nBcc: all@x.test", "Nul\x00", "   "])
+def test_create_app_refuses_names_that_are_not_plain_text(name):
+    result = run_failing("create_app", name)
+    assert result["error"]
+    assert App.objects.count() == 0
+
+
+def test_argument_errors_are_json_too(capsys):
+    from django.core.management import ManagementUtility
+
+    with pytest.raises(SystemExit) as exit_info:
+        ManagementUtility(["manage.py", "create_api_key", "--json"]).execute()
+    assert exit_info.value.code == 1
+    assert "required" in json.loads(capsys.readouterr().out)["error"]

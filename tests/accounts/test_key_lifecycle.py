@@ -169,13 +169,14 @@ class TestExpiryNotices:
         message = mail.outbox[0]
         assert message.to == ["a@x.test", "b@x.test"]
         assert key.key_id in message.subject
-        assert "14 days" in message.subject
+        assert "expires in 13 days" in message.subject  # the real number, not the threshold
+        assert ApiKeyNotice.objects.get().kind == "14d"
 
         later = timezone.now() + dt.timedelta(days=7)
         assert services.send_key_expiry_notices(now=later) == 1
         assert services.send_key_expiry_notices(now=later) == 0
         assert len(mail.outbox) == 2
-        assert "7 days" in mail.outbox[1].subject
+        assert "expires in 6 days" in mail.outbox[1].subject
         assert set(ApiKeyNotice.objects.values_list("kind", flat=True)) == {"14d", "7d"}
 
     def test_no_mail_for_keys_far_from_expiry_revoked_or_rotated(self):
@@ -187,23 +188,29 @@ class TestExpiryNotices:
         assert mail.outbox == []
 
     def test_a_key_close_to_expiry_gets_only_the_most_urgent_notice(self):
-        self._key(3)
+        self._key(0.5)
         services.send_key_expiry_notices()
         assert len(mail.outbox) == 1
-        assert "7 days" in mail.outbox[0].subject
+        assert "expires in 1 day" in mail.outbox[0].subject
+        assert list(ApiKeyNotice.objects.values_list("kind", flat=True)) == ["7d"]
 
-    def test_a_failed_send_is_retried_next_run(self, monkeypatch):
-        self._key(10)
+    def test_a_failed_send_is_retried_next_run_and_holds_up_nobody(self, monkeypatch):
+        failing = self._key(10, app=AppFactory(contact_emails=["broken@x.test"]))
+        working = self._key(11)
+        real_send_mail = services.send_mail
 
-        def smtp_down(*args, **kwargs):
-            raise ConnectionError("smtp down")
+        def smtp_refuses_one(*args, recipient_list, **kwargs):
+            if recipient_list == ["broken@x.test"]:
+                raise ConnectionError("smtp refused")
+            return real_send_mail(*args, recipient_list=recipient_list, **kwargs)
 
-        monkeypatch.setattr(services, "send_mail", smtp_down)
-        with pytest.raises(ConnectionError):
-            services.send_key_expiry_notices()
-        assert ApiKeyNotice.objects.count() == 0
+        monkeypatch.setattr(services, "send_mail", smtp_refuses_one)
+        assert services.send_key_expiry_notices() == 1
+        assert [n.api_key for n in ApiKeyNotice.objects.all()] == [working]
         monkeypatch.undo()
         assert services.send_key_expiry_notices() == 1
+        assert {n.api_key for n in ApiKeyNotice.objects.all()} == {working, failing}
+        assert len(mail.outbox) == 2
 
     def test_expired_keys_are_recorded_once(self):
         key = self._key(-1)

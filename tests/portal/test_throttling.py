@@ -49,3 +49,33 @@ def test_the_key_limit_is_counted_in_redis(customer, settings):
     keys = cache._cache.get_client().keys("throttle-test:*throttle:key*")
     assert len(keys) == 1  # one counter per key and window, in Redis
     cache.clear()
+
+
+def test_bad_access_tokens_count_against_the_sdk_limit(api, settings):
+    settings.THROTTLE_SDK_RATE = "2/min"
+    api.credentials(HTTP_AUTHORIZATION="Bearer not-a-token")
+    answers = [api.get("/sdk/status").status_code for _ in range(3)]
+    assert answers == [401, 401, 429]
+
+
+def test_failed_api_key_checks_are_limited_per_address(api, api_key, settings):
+    settings.THROTTLE_AUTH_FAILURE_RATE = "2/min"
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.key_id}.{'x' * 43}")
+    body = {"external_id": "alice"}
+    answers = [api.post("/users/auth-code", body, format="json") for _ in range(3)]
+    assert [a.status_code for a in answers] == [401, 401, 429]
+    assert answers[-1].json()["errorCode"] == "RATE_LIMITED"
+    assert int(answers[-1]["Retry-After"]) >= 1
+    # Even the right key is refused from that address until the window ends: the limit
+    # is on guessing, and a key id is public.
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.full_key}")
+    assert api.post("/users/auth-code", body, format="json").status_code == 429
+
+
+def test_successful_checks_do_not_count_as_failures(customer, settings):
+    settings.THROTTLE_AUTH_FAILURE_RATE = "1/min"
+    for _ in range(3):
+        assert (
+            customer.post("/users/auth-code", {"external_id": "a"}, format="json").status_code
+            == 200
+        )

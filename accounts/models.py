@@ -7,6 +7,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts import crypto
+from portal.text import validate_plain_text
 
 
 class Scope(models.TextChoices):
@@ -19,7 +20,7 @@ class App(models.Model):
     """One customer application: owns its keys, users and devices."""
 
     app_id = models.CharField(max_length=24, unique=True, default=crypto.public_id, editable=False)
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, validators=[validate_plain_text])
     is_active = models.BooleanField(default=True)
     contact_emails = models.JSONField(default=list, blank=True)
     sdk_config = models.JSONField(default=dict, blank=True)

@@ -131,3 +131,11 @@ def test_issuance_query_budget(customer, app, crowded, django_assert_max_num_que
         issue_code(customer, "alice")
     with django_assert_max_num_queries(3):
         issue_code(customer, "alice")
+
+
+def test_a_keys_first_use_in_a_minute_costs_one_more_query(customer, django_assert_num_queries):
+    """last_used_at is written at most once a minute per key: that write is the only extra."""
+    with django_assert_num_queries(4):
+        issue_code(customer, "alice")
+    with django_assert_num_queries(3):
+        issue_code(customer, "alice")

@@ -1,0 +1,370 @@
+"""Account-side races found in review, with real threads on the real PostgreSQL.
+
+Where a race needs a precise interleaving, "forced" rounds hold one side at the exact point
+of the race (with a wrapped service or cursor, in that thread only) while the other side
+runs, so the interleaving the review found happens every time; "free" rounds release the
+sides together, so the other orders are covered too. The outcome must be right either way.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections import Counter
+from types import SimpleNamespace
+
+import pytest
+from django.core import mail
+from django.db.backends.utils import CursorWrapper
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from accounts import crypto, services
+from accounts.models import (
+    ApiKeyNotice,
+    AuditAction,
+    AuditEvent,
+    AuthCode,
+    AuthCodeStatus,
+    DeletionRequest,
+    DeletionStatus,
+    LinkedUser,
+    UserStatus,
+)
+from devices.models import Device
+from tests.concurrency import run_together, values
+from tests.factories import ApiKeyFactory, AppFactory, LinkedUserFactory
+from tests.helpers import issue_code, redeem
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+WAIT = 10.0  # seconds a held side waits for the other before the test gives up
+FORCED_ROUNDS = 3
+FREE_ROUNDS = 10
+
+
+def _wait(event: threading.Event, what: str) -> None:
+    if not event.wait(WAIT):
+        raise AssertionError(f"gave up waiting for {what}")
+
+
+def _customer(api_key) -> APIClient:
+    """A client of its own for each thread."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.full_key}")
+    return client
+
+
+def _answer(response) -> tuple[int, str]:
+    return response.status_code, response.json().get("errorCode", "") if response.content else ""
+
+
+# --- 2. Issuance racing the deletion (and the purge) of its user -------------------------
+
+
+def _inserts_a_code(sql: str) -> bool:
+    """The code's INSERT, whether raw SQL or the ORM's (quoted) one."""
+    return (
+        " ".join(sql.replace('"', "").split()).upper().startswith("INSERT INTO ACCOUNTS_AUTHCODE")
+    )
+
+
+def _issue_while_deleting(api_key, external_id: str, user_id: str, in_issuer, *, forced: bool):
+    """POST /users/auth-code and DELETE /users/{user_id} at once; the issuing thread's code
+    INSERT is held through `in_issuer.hold`. Returns both answers and the holds made."""
+    upserted, deleted, holds = threading.Event(), threading.Event(), []
+    issuer, deleter = _customer(api_key), _customer(api_key)
+
+    def hold() -> None:
+        holds.append(1)
+        if forced:
+            upserted.set()
+            _wait(deleted, "the deletion")
+        else:
+            time.sleep(random.uniform(0, 0.01))
+
+    def issuance():
+        in_issuer.hold = hold
+        try:
+            return issuer.post("/users/auth-code", {"external_id": external_id}, format="json")
+        finally:
+            in_issuer.hold = None
+
+    def deletion():
+        if forced:
+            _wait(upserted, "the issuance's upsert")
+        else:
+            time.sleep(random.uniform(0, 0.03))
+        try:
+            return deleter.delete(f"/users/{user_id}")
+        finally:
+            deleted.set()
+
+    issued, removed = values(run_together([issuance, deletion]))
+    return issued, removed, holds
+
+
+@pytest.mark.parametrize("purge", ["eager", "held"])
+@pytest.mark.parametrize("interleaving", ["forced", "free"])
+def test_issuance_racing_the_deletion_of_its_user_never_leaves_a_live_code(
+    api_key, customer, api, app, monkeypatch, interleaving, purge
+):
+    """Guards: issuance upserted the user, then inserted the code in a second statement with
+    no check in between. A DELETE /users/{id} committing in that window left a live `issued`
+    code of the deleted user (purge held back), or, once the purge had removed the user, made
+    the code's insert fail on its foreign key (a 500). Now the insert only goes to a user still
+    live and the issuance otherwise starts over: the code belongs to a brand-new user
+    (existing_user false), or, issued before the deletion, was voided by it.
+
+    "forced": the DELETE starts once the issuance has upserted the user, and the issuance's
+    code INSERT waits until the whole DELETE (purge included when eager) has answered. "free":
+    the DELETE starts after a random 0 to 30 ms and the INSERT is delayed 0 to 10 ms, so the
+    deletion falls before the upsert, between the two statements, or after the insert."""
+    if purge == "held":
+        held_purges: list[str] = []
+        monkeypatch.setattr(
+            "accounts.tasks.purge_deleted_user", SimpleNamespace(delay=held_purges.append)
+        )
+    in_issuer = threading.local()
+    execute = CursorWrapper.execute
+
+    def held_execute(self, sql, params=None):
+        hold = getattr(in_issuer, "hold", None)
+        if hold is not None and _inserts_a_code(sql):
+            in_issuer.hold = None  # only the first attempt is held
+            hold()
+        return execute(self, sql, params)
+
+    monkeypatch.setattr(CursorWrapper, "execute", held_execute)
+    rounds = FORCED_ROUNDS if interleaving == "forced" else FREE_ROUNDS
+    outcomes: Counter[str] = Counter()
+    for round_ in range(rounds):
+        external_id = f"issue-vs-delete-{interleaving}-{purge}-{round_}"
+        old_user_id = issue_code(customer, external_id)["user_id"]
+        issued, removed, holds = _issue_while_deleting(
+            api_key, external_id, old_user_id, in_issuer, forced=interleaving == "forced"
+        )
+
+        assert _answer(removed) == (202, ""), removed.content
+        assert issued.status_code == 200, issued.content
+        assert holds == [1]
+        body = issued.json()
+        code = body["authentication_code"]
+        digest = crypto.digest(code)
+        row = AuthCode.objects.select_related("user").filter(code_digest=digest).first()
+        redemption = redeem(APIClient(), code, app.app_id, f"install-{interleaving}-{round_:03d}")
+        if body["user_id"] != old_user_id:
+            outcomes["brand-new user"] += 1
+            assert body["existing_user"] is False
+            assert row is not None
+            assert (row.status, row.user.user_id, row.user.status) == (
+                AuthCodeStatus.ISSUED,
+                body["user_id"],
+                UserStatus.PENDING,
+            )
+            assert redemption.status_code == 201, redemption.content
+            assert redemption.json()["user_id"] == body["user_id"]
+        else:
+            outcomes["voided code of the deleted user"] += 1
+            assert body["existing_user"] is True
+            # Purged with its user, or still there but void.
+            assert row is None or row.status == AuthCodeStatus.VOID, row.status
+            assert _answer(redemption) in {(403, "USER_DISABLED"), (400, "INVALID_AUTH_CODE")}
+        assert not AuthCode.objects.filter(
+            status=AuthCodeStatus.ISSUED, user__status=UserStatus.DELETED
+        ).exists()
+    if interleaving == "forced":
+        # The whole deletion fell between the upsert and the insert: only a new user fits.
+        assert outcomes == {"brand-new user": rounds}
+
+
+# --- 3. A repeated DELETE racing the purge ------------------------------------------------
+
+DELETES = 3
+
+
+def _delete(client: APIClient, user_id: str):
+    return lambda: client.delete(f"/users/{user_id}")
+
+
+@pytest.mark.parametrize("interleaving", ["forced", "free"])
+def test_repeated_deletes_racing_the_purge_all_answer_the_first_request(
+    api_key, customer, api, app, monkeypatch, interleaving
+):
+    """Guards: DELETE looked the user up, then locked it with a get() in the deletion. A
+    repeat that found the user just before the first DELETE's purge removed it then failed
+    on the missing row (a 500). Now a repeat answers 202 with the first request's id,
+    whether it comes during the deletion, during the purge or after it.
+
+    "forced": all DELETEs are held just before request_user_deletion (each found the user);
+    the first then deletes and its eager purge runs, and only then do the others go on."""
+    deletion = services.request_user_deletion
+    gate: dict[str, object] = {}
+
+    def held_deletion(**kwargs):
+        if not gate:
+            return deletion(**kwargs)
+        if gate["arrivals"].wait(WAIT) == 0:
+            try:
+                return deletion(**kwargs)
+            finally:
+                gate["first_done"].set()
+        _wait(gate["first_done"], "the first deletion and its purge")
+        return deletion(**kwargs)
+
+    monkeypatch.setattr(services, "request_user_deletion", held_deletion)
+    rounds = FORCED_ROUNDS if interleaving == "forced" else FREE_ROUNDS
+    for round_ in range(rounds):
+        external_id = f"repeat-delete-{interleaving}-{round_}"
+        issued = issue_code(customer, external_id)
+        user_id = issued["user_id"]
+        phone = redeem(api, issued["authentication_code"], app.app_id, f"phone-{round_:04d}")
+        assert phone.status_code == 201, phone.content
+        clients = [_customer(api_key) for _ in range(DELETES)]
+        if interleaving == "forced":
+            gate.update(arrivals=threading.Barrier(DELETES), first_done=threading.Event())
+        try:
+            responses = values(run_together([_delete(client, user_id) for client in clients]))
+        finally:
+            gate.clear()
+        responses.append(customer.delete(f"/users/{user_id}"))  # one right after
+
+        assert [_answer(response) for response in responses] == [(202, "")] * (DELETES + 1), [
+            response.content for response in responses
+        ]
+        request_ids = {response.json()["request_id"] for response in responses}
+        assert len(request_ids) == 1
+        request = DeletionRequest.objects.get(deleted_user_id=user_id)
+        assert request.request_id in request_ids
+        assert (request.status, request.user_id) == (DeletionStatus.DONE, None)
+        assert not LinkedUser.objects.filter(user_id=user_id).exists()
+        assert not Device.objects.filter(app=app, install_id=f"phone-{round_:04d}").exists()
+
+
+# --- 4. Two expiry-notice runs at once ----------------------------------------------------
+
+NOTICE_ROUNDS = 3
+KEYS_PER_WINDOW = 4
+
+
+def test_two_expiry_notice_runs_at_once_send_each_reminder_once(monkeypatch, caplog):
+    """Guards: each reminder is claimed (its ApiKeyNotice row inserted) in the same
+    transaction as its mail is sent; a second run at the same time waits on that row and
+    then finds it. A check-then-send (or send-then-record) would mail the contacts twice, or
+    trip over the unique notice and leave a logged error. Sending is slowed a little so the
+    two runs overlap on every key."""
+    send = services._send_expiry_mail
+
+    def slow_send(*args, **kwargs):
+        time.sleep(0.02)
+        return send(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_send_expiry_mail", slow_send)
+    for round_ in range(NOTICE_ROUNDS):
+        app = AppFactory(contact_emails=[f"ops-{round_}@example.com"])
+        now = timezone.now()
+        due = [
+            ApiKeyFactory(app=app, expires_at=now + dt.timedelta(days=days, hours=1))
+            for days in (10, 3)  # the 14-day reminder, the 7-day one
+            for _ in range(KEYS_PER_WINDOW)
+        ]
+        expired = ApiKeyFactory(app=app, expires_at=now - dt.timedelta(hours=1))
+        before = len(mail.outbox)
+
+        sent = values(run_together([services.send_key_expiry_notices] * 2))
+
+        assert sum(sent) == len(due), sent
+        messages = mail.outbox[before:]
+        per_key = Counter(key.key_id for key in due for m in messages if key.key_id in m.subject)
+        assert per_key == {key.key_id: 1 for key in due}, per_key
+        assert len(messages) == len(due)
+        notices = Counter(
+            ApiKeyNotice.objects.filter(api_key__app=app).values_list("api_key_id", "kind")
+        )
+        assert set(notices.values()) == {1}
+        assert {kind for _, kind in notices} == {"14d", "7d", "expired"}
+        assert len(notices) == len(due) + 1
+        events = AuditEvent.objects.filter(action=AuditAction.KEY_EXPIRED, target_id=expired.key_id)
+        assert events.count() == 1
+    assert not [record for record in caplog.records if record.levelname == "ERROR"], [
+        record.getMessage() for record in caplog.records
+    ]
+
+
+# --- 5. The code sweep running while codes are redeemed -----------------------------------
+
+SWEEP_ROUNDS = 3
+SWEEP_USERS = 6
+VALID_PER_USER = 4
+EXPIRED_PER_USER = 20
+OLD_PER_USER = 10  # past the retention: the sweep deletes them
+SWEEP_BATCH = 3
+
+
+def _codes(app, user, count: int, expires_at: dt.datetime) -> list[str]:
+    secrets = [crypto.new_secret() for _ in range(count)]
+    AuthCode.objects.bulk_create(
+        AuthCode(code_digest=crypto.digest(secret), app=app, user=user, expires_at=expires_at)
+        for secret in secrets
+    )
+    return secrets
+
+
+def test_the_code_sweep_running_while_codes_are_redeemed(app, settings):
+    """The sweep marks and deletes codes in many small batches (one statement each) while
+    the valid codes are redeemed and some expired ones tried: every valid code redeems (201),
+    every expired one is refused (410, or 400 once deleted), and nothing deadlocks, 503s or
+    500s. Redemption locks the user, then writes only its own, valid code; the sweep touches
+    only expired codes and locks no user, so the two never wait on each other. Guards against
+    a deadlock or an error between the two, and against a sweep that sweeps away or
+    misclassifies a code being redeemed (e.g. one purging redeemed codes: the counts and
+    statuses below catch it)."""
+    retention = settings.AUTH_CODE_RETENTION
+    for round_ in range(SWEEP_ROUNDS):
+        now = timezone.now()
+        valid, expired, old = [], [], []
+        for _ in range(SWEEP_USERS):
+            user = LinkedUserFactory(app=app)
+            valid += _codes(app, user, VALID_PER_USER, now + dt.timedelta(minutes=10))
+            expired += _codes(app, user, EXPIRED_PER_USER, now - dt.timedelta(minutes=5))
+            old += _codes(app, user, OLD_PER_USER, now - retention - dt.timedelta(hours=1))
+        tried_expired, tried_old = expired[::EXPIRED_PER_USER], old[::OLD_PER_USER]
+
+        def redemption(code: str, install: str):
+            client = APIClient()
+            return lambda: redeem(client, code, app.app_id, install)
+
+        calls = [lambda: services.sweep_auth_codes(batch_size=SWEEP_BATCH)]
+        calls += [redemption(code, f"sweep-{round_}-{n:03d}") for n, code in enumerate(valid)]
+        calls += [
+            redemption(code, f"late-{round_}-{n:03d}")
+            for n, code in enumerate(tried_expired + tried_old)
+        ]
+
+        swept, *responses = values(run_together(calls))
+
+        assert swept == services.SweepResult(expired=len(expired), purged=len(old)), swept
+        answers = [_answer(response) for response in responses]
+        assert answers[: len(valid)] == [(201, "")] * len(valid), answers
+        assert answers[len(valid) : len(valid) + len(tried_expired)] == [
+            (410, "AUTH_CODE_EXPIRED")
+        ] * len(tried_expired), answers
+        assert set(answers[len(valid) + len(tried_expired) :]) <= {
+            (410, "AUTH_CODE_EXPIRED"),
+            (400, "INVALID_AUTH_CODE"),
+        }, answers
+
+        def statuses(codes: list[str]) -> Counter:
+            digests = [crypto.digest(code) for code in codes]
+            return Counter(
+                AuthCode.objects.filter(code_digest__in=digests).values_list("status", flat=True)
+            )
+
+        assert statuses(valid) == {AuthCodeStatus.REDEEMED: len(valid)}
+        assert statuses(expired) == {AuthCodeStatus.EXPIRED: len(expired)}
+        assert statuses(old) == {}
+        for code in tried_expired:  # still refused, now that the sweep is done
+            again = redeem(APIClient(), code, app.app_id, f"again-{round_}-0000")
+            assert _answer(again) == (410, "AUTH_CODE_EXPIRED")

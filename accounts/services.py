@@ -416,11 +416,19 @@ def sweep_auth_codes(
         return deleted
 
     def expire_batch() -> int:
-        due = {"status": AuthCodeStatus.ISSUED, "expires_at__lte": now}
-        batch = AuthCode.objects.filter(**due).order_by("expires_at").values("pk")[:batch_size]
-        return AuthCode.objects.filter(pk__in=Subquery(batch), **due).update(
-            status=AuthCodeStatus.EXPIRED
+        # Row locks taken by the batch's own SELECT (rechecking its filter on rows that changed
+        # meanwhile) make repeating the filter outside unnecessary; SKIP LOCKED lets a second
+        # sweep running at once take other rows instead of waiting.
+        batch = (
+            AuthCode.objects.filter(status=AuthCodeStatus.ISSUED, expires_at__lte=now)
+            .order_by("expires_at")
+            .select_for_update(skip_locked=True)
+            .values("pk")[:batch_size]
         )
+        with transaction.atomic(savepoint=False):
+            return AuthCode.objects.filter(pk__in=Subquery(batch)).update(
+                status=AuthCodeStatus.EXPIRED
+            )
 
     purged = in_batches(purge_batch)
     expired = in_batches(expire_batch)

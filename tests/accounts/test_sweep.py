@@ -98,6 +98,7 @@ def test_the_command(now):
 
 
 def test_the_beat_schedule_holds_the_three_jobs():
+    celery_app.loader.import_default_modules()  # the tasks register when autodiscovered
     schedule = {
         entry["task"]: entry["schedule"] for entry in celery_app.conf.beat_schedule.values()
     }

@@ -454,21 +454,6 @@ def recent_codes(user: LinkedUser, now: dt.datetime | None = None) -> list[dict[
 
 @admin.register(AuthCode)
 class AuthCodeAdmin(StaffAdmin):
-    list_display = [
-        "id",
-        "user",
-        "app",
-        "api_key",
-        "state",
-        "created_at",
-        "expires_at",
-        "redeemed_at",
-        "redeemed_install_id",
-    ]
-    list_select_related = ["user", "app", "api_key"]
-    list_filter = ["status"]
-    search_fields = ["user__user_id__exact"]
-    search_help_text = "The user id of the codes' user."
     fields = [
         "user",
         "app",
@@ -480,6 +465,11 @@ class AuthCodeAdmin(StaffAdmin):
         "redeemed_install_id",
     ]
     readonly_fields = fields
+    list_display = ["id", *fields]
+    list_select_related = ["user", "app", "api_key"]
+    list_filter = ["status"]
+    search_fields = ["user__user_id__exact"]
+    search_help_text = "The user id of the codes' user."
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("user", "app", "api_key")

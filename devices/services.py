@@ -405,21 +405,21 @@ def deactivate_device(*, device: Device, actor: Actor, now: dt.datetime | None =
         if not current.is_active:
             return False
         current.user = user
-        current.is_active, current.inactive_reason = False, InactiveReason.DEACTIVATED_BY_SUPPORT
-        current.deactivated_at = now
-        current.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
-        audit.record(
-            _device_event(
-                current,
-                AuditAction.DEVICE_DEACTIVATED,
-                actor,
-                now,
-                reason=InactiveReason.DEACTIVATED_BY_SUPPORT,
-            )
-        )
+        audit.record(_deactivate(current, InactiveReason.DEACTIVATED_BY_SUPPORT, actor, now))
     device.is_active, device.inactive_reason = current.is_active, current.inactive_reason
     device.deactivated_at = current.deactivated_at
     return True
+
+
+def _deactivate(
+    device: Device, reason: InactiveReason, actor: Actor, now: dt.datetime, **details: object
+) -> AuditEvent:
+    """Makes a device inactive (the caller holds its user's lock) and returns the event."""
+    device.is_active, device.inactive_reason, device.deactivated_at = False, reason, now
+    device.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
+    return _device_event(
+        device, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=reason, **details
+    )
 
 
 def plan_activation(*, device: Device, current: Device | None) -> Decision:
@@ -468,16 +468,12 @@ def activate_device(
         events = []
         if decision.deactivate_current:
             current.user = user
-            current.is_active, current.inactive_reason = False, decision.reason
-            current.deactivated_at = now
-            current.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
             events.append(
-                _device_event(
+                _deactivate(
                     current,
-                    AuditAction.DEVICE_DEACTIVATED,
+                    decision.reason,
                     actor,
                     now,
-                    reason=decision.reason,
                     replaced_by=target.install_id,
                 )
             )

@@ -1,4 +1,5 @@
-"""Every write on devices: redemption with the activation policy, access tokens, reset."""
+"""Every write on devices: redemption under the activation policy, access tokens, reset, and
+the support actions (deactivate, make active)."""
 
 from __future__ import annotations
 

@@ -39,7 +39,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+import benchdb  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -66,45 +68,18 @@ def configure(database_url: str) -> None:
     os.environ["LOG_LEVEL"] = "WARNING"
 
 
-def admin_connection(database_url: str) -> Any:
-    import psycopg
-
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    return psycopg.connect(admin_url, autocommit=True)
-
-
-def database_name(database_url: str) -> str:
-    name = urlsplit(database_url).path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop {name!r}: the bench database's name must say 'bench'")
-    return name
-
-
 def database_names(database_url: str) -> tuple[str, str]:
     """(big, small): the small fixture lives in a sibling database."""
-    big = database_name(database_url)
+    big = benchdb.database_name(database_url)
     return big, f"{big}_small"
 
 
 def recreate_databases(database_url: str) -> None:
-    from psycopg import sql
-
-    with admin_connection(database_url) as conn:
-        for name in database_names(database_url):
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    benchdb.drop(database_url, database_names(database_url), create=True)
 
 
 def drop_databases(database_url: str) -> None:
-    from psycopg import sql
-
-    with admin_connection(database_url) as conn:
-        for name in database_names(database_url):
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    benchdb.drop(database_url, database_names(database_url))
 
 
 def use_database(name: str) -> None:

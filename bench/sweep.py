@@ -40,7 +40,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+
+import benchdb  # beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -71,35 +72,12 @@ def configure(database_url: str, batch_size: int | None) -> None:
         os.environ["AUTH_CODE_SWEEP_BATCH_SIZE"] = str(batch_size)
 
 
-def admin_connection(database_url: str) -> Any:
-    import psycopg
-
-    admin_url = urlunsplit(urlsplit(database_url)._replace(path="/postgres"))
-    return psycopg.connect(admin_url, autocommit=True)
-
-
-def database_name(database_url: str) -> str:
-    name = urlsplit(database_url).path.lstrip("/")
-    if "bench" not in name:
-        raise SystemExit(f"refusing to drop {name!r}: the bench database's name must say 'bench'")
-    return name
-
-
 def recreate_database(database_url: str) -> None:
-    from psycopg import sql
-
-    name = sql.Identifier(database_name(database_url))
-    with admin_connection(database_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    benchdb.drop(database_url, [benchdb.database_name(database_url)], create=True)
 
 
 def drop_database(database_url: str) -> None:
-    from psycopg import sql
-
-    name = sql.Identifier(database_name(database_url))
-    with admin_connection(database_url) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+    benchdb.drop(database_url, [benchdb.database_name(database_url)])
 
 
 # --------------------------------------------------------------------------- data

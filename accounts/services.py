@@ -196,31 +196,33 @@ class IssuedCode:
     existing_user: bool
 
 
-# Insert-or-get in one statement that survives concurrent first requests: the conflict target
-# is the partial unique index on (app, external_id) of live users, and the no-op update makes
-# the existing row come back through RETURNING. A user id we generated coming back means the
-# row is new. PostgreSQL and SQLite both speak this dialect.
+# Insert-or-get that survives concurrent first requests: the conflict target is the partial
+# unique index on (app, external_id) of live users, and the no-op update makes the existing row
+# come back through RETURNING, locked to the end of the transaction. A user id we generated
+# coming back means the row is new. A user deleted meanwhile has left that index, so the insert
+# makes a brand-new user; a deletion coming later waits for the lock, then voids the code.
 _UPSERT_USER = """
     INSERT INTO accounts_linkeduser (user_id, app_id, external_id, status, created_at)
-    VALUES (%s, %s, %s, %s, %s)
+    VALUES (%(new_user_id)s, %(app)s, %(external_id)s, %(pending)s, %(now)s)
     ON CONFLICT (app_id, external_id) WHERE NOT (status = 'deleted')
     DO UPDATE SET external_id = excluded.external_id
     RETURNING id, user_id, disabled_at
 """
-
-
-# The code goes only to a user that is still live when the insert runs: FOR SHARE waits for a
-# deletion holding the user's lock and then sees its outcome, and a deletion that comes later
-# finds this code and voids it. (SQLite writes one at a time and needs no lock.)
-_INSERT_CODE = """
-    INSERT INTO accounts_authcode
-        (code_digest, app_id, user_id, api_key_id, status, created_at, expires_at,
-         redeemed_install_id)
-    SELECT %s, app_id, id, %s, %s, %s, %s, ''
-    FROM accounts_linkeduser WHERE id = %s AND NOT (status = 'deleted') {lock}
-    RETURNING id
-"""
-_ISSUE_ATTEMPTS = 3
+# PostgreSQL: the upsert and the code's insert in one statement, so one round trip and one
+# commit; the insert reads the upsert's RETURNING row and skips a disabled user.
+_ISSUE = f"""
+    WITH linked AS ({_UPSERT_USER}),
+    code AS (
+        INSERT INTO accounts_authcode
+            (code_digest, app_id, user_id, api_key_id, status, created_at, expires_at,
+             redeemed_install_id)
+        SELECT %(digest)s, %(app)s, id, %(key)s, %(issued)s, %(now)s, %(expires_at)s, ''
+        FROM linked WHERE disabled_at IS NULL
+        RETURNING id
+    )
+    SELECT linked.id, linked.user_id, linked.disabled_at, code.id
+    FROM linked LEFT JOIN code ON true
+"""  # noqa: S608 (built from a constant, not from input)
 
 
 def issue_auth_code(
@@ -228,47 +230,46 @@ def issue_auth_code(
 ) -> IssuedCode:
     """Creates the user on the first code for an external id, restores it on later ones.
 
-    Two statements, each atomic on its own, and no transaction around them, which keeps
-    issuance at three round trips with the key check. Should the user be deleted between
-    them, the code is not inserted and the issuance starts over (for a brand-new user). A user
-    left without a code by a failure in between is in the state of one whose code expired.
+    On PostgreSQL one statement and no transaction around it, so issuance costs two round
+    trips with the key check. SQLite, which knows no INSERT in WITH, runs the two parts in one
+    transaction; writing one at a time, it lets nothing come between them.
     """
     now = now or timezone.now()
     code = crypto.new_secret()
-    code_digest = crypto.digest(code)
-    expires_at = _whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS)
-    lock = "FOR SHARE" if connection.features.has_select_for_update else ""
-    for _ in range(_ISSUE_ATTEMPTS):
-        new_user_id = crypto.public_id()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _UPSERT_USER, [new_user_id, api_key.app_id, external_id, UserStatus.PENDING, now]
-            )
-            user_pk, user_id, disabled_at = cursor.fetchone()
-            if disabled_at is not None:
-                raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
-            cursor.execute(
-                _INSERT_CODE.format(lock=lock),
-                [code_digest, api_key.pk, AuthCodeStatus.ISSUED, now, expires_at, user_pk],
-            )
-            inserted = cursor.fetchone()
-        if inserted is not None:
-            auth_code = AuthCode(
-                pk=inserted[0],
-                code_digest=code_digest,
-                app_id=api_key.app_id,
-                user_id=user_pk,
-                api_key=api_key,
-                created_at=now,
-                expires_at=expires_at,
-            )
-            return IssuedCode(
-                code=code,
-                auth_code=auth_code,
-                user_id=user_id,
-                existing_user=user_id != new_user_id,
-            )
-    raise ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The user changed during issuance; retry.")
+    new_user_id = crypto.public_id()
+    auth_code = AuthCode(
+        code_digest=crypto.digest(code),
+        app_id=api_key.app_id,
+        api_key=api_key,
+        created_at=now,
+        expires_at=_whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS),
+    )
+    params = {
+        "new_user_id": new_user_id,
+        "app": api_key.app_id,
+        "external_id": external_id,
+        "pending": UserStatus.PENDING,
+        "now": now,
+        "digest": auth_code.code_digest,
+        "key": api_key.pk,
+        "issued": AuthCodeStatus.ISSUED,
+        "expires_at": auth_code.expires_at,
+    }
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(_ISSUE, params)
+            auth_code.user_id, user_id, disabled_at, auth_code.pk = cursor.fetchone()
+        else:
+            with transaction.atomic():
+                cursor.execute(_UPSERT_USER, params)
+                auth_code.user_id, user_id, disabled_at = cursor.fetchone()
+                if disabled_at is None:
+                    auth_code.save(force_insert=True)
+    if disabled_at is not None:
+        raise ApiError(ErrorCode.USER_DISABLED, "This user is disabled.")
+    return IssuedCode(
+        code=code, auth_code=auth_code, user_id=user_id, existing_user=user_id != new_user_id
+    )
 
 
 def set_user_disabled(

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import pytest
 from django.core import mail
-from django.db.backends.utils import CursorWrapper
+from django.db import connection
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -33,6 +33,7 @@ from accounts.models import (
     LinkedUser,
     UserStatus,
 )
+from accounts.signals import user_deleted
 from devices.models import Device
 from tests.concurrency import run_together, values
 from tests.factories import ApiKeyFactory, AppFactory, LinkedUserFactory
@@ -64,46 +65,51 @@ def _answer(response) -> tuple[int, str]:
 # --- 2. Issuance racing the deletion (and the purge) of its user -------------------------
 
 
-def _inserts_a_code(sql: str) -> bool:
-    """The code's INSERT, whether raw SQL or the ORM's (quoted) one."""
-    return (
-        " ".join(sql.replace('"', "").split()).upper().startswith("INSERT INTO ACCOUNTS_AUTHCODE")
-    )
+def _wait_until_a_backend_waits_for_me(cursor) -> None:
+    """Polls until another backend is blocked on a lock this one holds."""
+    deadline = time.monotonic() + WAIT
+    while time.monotonic() < deadline:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else one snapshot per transaction
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        )
+        if cursor.fetchone()[0]:
+            return
+        time.sleep(0.005)
+    raise AssertionError("gave up waiting for the issuance to wait for the deletion's lock")
 
 
-def _issue_while_deleting(api_key, external_id: str, user_id: str, in_issuer, *, forced: bool):
-    """POST /users/auth-code and DELETE /users/{user_id} at once; the issuing thread's code
-    INSERT is held through `in_issuer.hold`. Returns both answers and the holds made."""
-    upserted, deleted, holds = threading.Event(), threading.Event(), []
+def _issue_while_deleting(api_key, external_id: str, user_id: str, *, forced: bool):
+    """POST /users/auth-code and DELETE /users/{user_id} at once; returns both answers.
+
+    "forced": the deletion, inside its transaction with the user locked and marked deleted
+    (in a user_deleted receiver), waits until the issuance is blocked on that lock, and only
+    then commits. "free": the DELETE starts after a random 0 to 30 ms."""
+    locked = threading.Event()
     issuer, deleter = _customer(api_key), _customer(api_key)
 
-    def hold() -> None:
-        holds.append(1)
-        if forced:
-            upserted.set()
-            _wait(deleted, "the deletion")
-        else:
-            time.sleep(random.uniform(0, 0.01))
+    def hold_the_deletion(sender, user, now, **kwargs):
+        locked.set()
+        with connection.cursor() as cursor:
+            _wait_until_a_backend_waits_for_me(cursor)
 
     def issuance():
-        in_issuer.hold = hold
-        try:
-            return issuer.post("/users/auth-code", {"external_id": external_id}, format="json")
-        finally:
-            in_issuer.hold = None
+        if forced:
+            _wait(locked, "the deletion to lock the user")
+        return issuer.post("/users/auth-code", {"external_id": external_id}, format="json")
 
     def deletion():
-        if forced:
-            _wait(upserted, "the issuance's upsert")
-        else:
+        if not forced:
             time.sleep(random.uniform(0, 0.03))
-        try:
-            return deleter.delete(f"/users/{user_id}")
-        finally:
-            deleted.set()
+        return deleter.delete(f"/users/{user_id}")
 
-    issued, removed = values(run_together([issuance, deletion]))
-    return issued, removed, holds
+    if forced:
+        user_deleted.connect(hold_the_deletion, dispatch_uid="hold-the-deletion")
+    try:
+        return values(run_together([issuance, deletion]))
+    finally:
+        user_deleted.disconnect(dispatch_uid="hold-the-deletion")
 
 
 @pytest.mark.parametrize("purge", ["eager", "held"])
@@ -114,42 +120,28 @@ def test_issuance_racing_the_deletion_of_its_user_never_leaves_a_live_code(
     """Guards: issuance upserted the user, then inserted the code in a second statement with
     no check in between. A DELETE /users/{id} committing in that window left a live `issued`
     code of the deleted user (purge held back), or, once the purge had removed the user, made
-    the code's insert fail on its foreign key (a 500). Now the insert only goes to a user still
-    live and the issuance otherwise starts over: the code belongs to a brand-new user
-    (existing_user false), or, issued before the deletion, was voided by it.
+    the code's insert fail on its foreign key (a 500). Now both are one statement holding the
+    user's lock: an issuance that meets a deletion in progress waits for it and then makes a
+    brand-new user (existing_user false); one that came first gets a code the deletion voids.
 
-    "forced": the DELETE starts once the issuance has upserted the user, and the issuance's
-    code INSERT waits until the whole DELETE (purge included when eager) has answered. "free":
-    the DELETE starts after a random 0 to 30 ms and the INSERT is delayed 0 to 10 ms, so the
-    deletion falls before the upsert, between the two statements, or after the insert."""
+    "forced": the issuance arrives while the deletion holds the user's lock; "free": the
+    deletion falls before, during or after the issuance."""
     if purge == "held":
         held_purges: list[str] = []
         monkeypatch.setattr(
             "accounts.tasks.purge_deleted_user", SimpleNamespace(delay=held_purges.append)
         )
-    in_issuer = threading.local()
-    execute = CursorWrapper.execute
-
-    def held_execute(self, sql, params=None):
-        hold = getattr(in_issuer, "hold", None)
-        if hold is not None and _inserts_a_code(sql):
-            in_issuer.hold = None  # only the first attempt is held
-            hold()
-        return execute(self, sql, params)
-
-    monkeypatch.setattr(CursorWrapper, "execute", held_execute)
     rounds = FORCED_ROUNDS if interleaving == "forced" else FREE_ROUNDS
     outcomes: Counter[str] = Counter()
     for round_ in range(rounds):
         external_id = f"issue-vs-delete-{interleaving}-{purge}-{round_}"
         old_user_id = issue_code(customer, external_id)["user_id"]
-        issued, removed, holds = _issue_while_deleting(
-            api_key, external_id, old_user_id, in_issuer, forced=interleaving == "forced"
+        issued, removed = _issue_while_deleting(
+            api_key, external_id, old_user_id, forced=interleaving == "forced"
         )
 
         assert _answer(removed) == (202, ""), removed.content
         assert issued.status_code == 200, issued.content
-        assert holds == [1]
         body = issued.json()
         code = body["authentication_code"]
         digest = crypto.digest(code)
@@ -176,7 +168,7 @@ def test_issuance_racing_the_deletion_of_its_user_never_leaves_a_live_code(
             status=AuthCodeStatus.ISSUED, user__status=UserStatus.DELETED
         ).exists()
     if interleaving == "forced":
-        # The whole deletion fell between the upsert and the insert: only a new user fits.
+        # The deletion committed while the issuance waited: only a new user fits.
         assert outcomes == {"brand-new user": rounds}
 
 

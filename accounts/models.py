@@ -147,7 +147,9 @@ class AuthCode(models.Model):
     # Unique by a constraint rather than `unique=True`: on PostgreSQL the latter adds a second,
     # pattern-ops index that no query uses and every insert and sweep pays for.
     code_digest = models.CharField(max_length=64, editable=False)
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+")
+    # No index on app or api_key: no query looks codes up by either (keys and apps are revoked,
+    # never deleted), and every insert and every change of status would pay for them.
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
     user = models.ForeignKey(
         LinkedUser,
         on_delete=models.CASCADE,
@@ -155,7 +157,12 @@ class AuthCode(models.Model):
         db_index=False,  # authcode_user_recent (user, -created_at) serves every lookup by user
     )
     api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="auth_codes"
+        ApiKey,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="auth_codes",
+        db_index=False,
     )
     status = models.CharField(max_length=16, choices=AuthCodeStatus, default=AuthCodeStatus.ISSUED)
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -39,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     missing = {}
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
-        missing["postgres"] = "postgres (not answering)"
+        missing["postgres"] = "PostgreSQL (this run is on SQLite)"
     if any("redis" in item.keywords for item in items) and not _redis_answers():
         missing["redis"] = "redis (not answering)"
     if not Path(CHROMIUM).exists():

@@ -147,8 +147,9 @@ class AuthCode(models.Model):
     # Unique by a constraint rather than `unique=True`: on PostgreSQL the latter adds a second,
     # pattern-ops index that no query uses and every insert and sweep pays for.
     code_digest = models.CharField(max_length=64, editable=False)
-    # No index on app or api_key: no query looks codes up by either (keys and apps are revoked,
-    # never deleted), and every insert and every change of status would pay for them.
+    # No index on app or api_key: no query looks codes up by either, and every insert and every
+    # change of status would pay for them. Apps and keys are revoked, never deleted (nothing in
+    # the admin or the commands can): deleting one would read the whole code table.
     app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
     user = models.ForeignKey(
         LinkedUser,

@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from types import SimpleNamespace
 
+import psycopg
 import pytest
 from django.core import mail
 from django.db import connection
@@ -65,88 +66,139 @@ def _answer(response) -> tuple[int, str]:
 # --- 2. Issuance racing the deletion (and the purge) of its user -------------------------
 
 
-def _wait_until_a_backend_waits_for_me(cursor) -> None:
-    """Polls until another backend is blocked on a lock this one holds."""
+HOLD_CODE_INSERT = 4242  # the advisory lock the test trigger below waits for
+
+
+@pytest.fixture
+def watcher():
+    """A connection of the test's own (autocommit) that sees which backend waits for which,
+    and a BEFORE INSERT trigger on the codes that waits for an advisory lock this connection
+    may hold: an issuance that gets there is held mid-statement, its user upserted and locked,
+    its code not yet inserted."""
+    conn = psycopg.connect(**connection.get_connection_params(), autocommit=True)
+    conn.execute(
+        "CREATE FUNCTION test_hold_code_insert() RETURNS trigger LANGUAGE plpgsql AS"
+        f" $$ BEGIN PERFORM pg_advisory_xact_lock({HOLD_CODE_INSERT}); RETURN NEW; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER test_hold_code_insert BEFORE INSERT ON accounts_authcode"
+        " FOR EACH ROW EXECUTE FUNCTION test_hold_code_insert()"
+    )
+    try:
+        yield conn
+    finally:
+        conn.execute("DROP TRIGGER test_hold_code_insert ON accounts_authcode")
+        conn.execute("DROP FUNCTION test_hold_code_insert()")
+        conn.close()
+
+
+def _wait_for_blocked(watcher, by: int, what: str, done: threading.Event | None = None):
+    """The pid of a backend waiting for a lock that backend `by` holds, once there is one;
+    None if `done` is set first."""
     deadline = time.monotonic() + WAIT
     while time.monotonic() < deadline:
-        cursor.execute("SELECT pg_stat_clear_snapshot()")  # else one snapshot per transaction
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
-        )
-        if cursor.fetchone()[0]:
-            return
+        row = watcher.execute(
+            "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [by]
+        ).fetchone()
+        if row:
+            return row[0]
+        if done is not None and done.is_set():
+            return None
         time.sleep(0.005)
-    raise AssertionError("gave up waiting for the issuance to wait for the deletion's lock")
+    raise AssertionError(f"gave up waiting for {what}")
 
 
-def _issue_while_deleting(api_key, external_id: str, user_id: str, *, forced: bool):
-    """POST /users/auth-code and DELETE /users/{user_id} at once; returns both answers.
+def _issue_while_deleting(api_key, external_id: str, user_id: str, watcher, order: str):
+    """POST /users/auth-code and DELETE /users/{user_id} at once. Returns both answers and
+    whether the deletion was seen waiting for the issuance.
 
-    "forced": the deletion, inside its transaction with the user locked and marked deleted
-    (in a user_deleted receiver), waits until the issuance is blocked on that lock, and only
-    then commits. "free": the DELETE starts after a random 0 to 30 ms."""
-    locked = threading.Event()
+    "deletion first": the deletion, in its transaction with the user locked and marked
+    deleted (in a user_deleted receiver), waits until the issuance is blocked on that lock,
+    and only then commits. "issuance first": the issuance is held at its code insert (the
+    trigger) until the deletion is blocked on the user the issuance locked, or has answered.
+    "free": the DELETE starts after a random 0 to 30 ms."""
+    locked, held, deleted = threading.Event(), threading.Event(), threading.Event()
     issuer, deleter = _customer(api_key), _customer(api_key)
 
     def hold_the_deletion(sender, user, now, **kwargs):
         locked.set()
-        with connection.cursor() as cursor:
-            _wait_until_a_backend_waits_for_me(cursor)
+        _wait_for_blocked(
+            watcher, connection.connection.info.backend_pid, "the issuance to wait for it"
+        )
 
     def issuance():
-        if forced:
+        if order == "deletion first":
             _wait(locked, "the deletion to lock the user")
         return issuer.post("/users/auth-code", {"external_id": external_id}, format="json")
 
     def deletion():
-        if not forced:
+        if order == "issuance first":
+            _wait(held, "the issuance to reach its code insert")
+        elif order == "free":
             time.sleep(random.uniform(0, 0.03))
-        return deleter.delete(f"/users/{user_id}")
+        try:
+            return deleter.delete(f"/users/{user_id}")
+        finally:
+            deleted.set()
 
-    if forced:
+    def release_the_issuance():
+        try:
+            issuer_pid = _wait_for_blocked(
+                watcher, watcher.info.backend_pid, "the issuance to reach its code insert"
+            )
+            held.set()
+            return _wait_for_blocked(watcher, issuer_pid, "the deletion", done=deleted)
+        finally:
+            watcher.execute("SELECT pg_advisory_unlock(%s)", [HOLD_CODE_INSERT])
+
+    if order == "deletion first":
         user_deleted.connect(hold_the_deletion, dispatch_uid="hold-the-deletion")
-    try:
-        return values(run_together([issuance, deletion]))
-    finally:
-        user_deleted.disconnect(dispatch_uid="hold-the-deletion")
+        try:
+            return (*values(run_together([issuance, deletion])), False)
+        finally:
+            user_deleted.disconnect(dispatch_uid="hold-the-deletion")
+    if order == "issuance first":
+        watcher.execute("SELECT pg_advisory_lock(%s)", [HOLD_CODE_INSERT])
+        issued, removed, waiting = values(run_together([issuance, deletion, release_the_issuance]))
+        return issued, removed, waiting is not None
+    return (*values(run_together([issuance, deletion])), False)
 
 
 @pytest.mark.parametrize("purge", ["eager", "held"])
-@pytest.mark.parametrize("interleaving", ["forced", "free"])
+@pytest.mark.parametrize("order", ["deletion first", "issuance first", "free"])
 def test_issuance_racing_the_deletion_of_its_user_never_leaves_a_live_code(
-    api_key, customer, api, app, monkeypatch, interleaving, purge
+    api_key, customer, api, app, monkeypatch, watcher, order, purge
 ):
     """Guards: issuance upserted the user, then inserted the code in a second statement with
     no check in between. A DELETE /users/{id} committing in that window left a live `issued`
     code of the deleted user (purge held back), or, once the purge had removed the user, made
     the code's insert fail on its foreign key (a 500). Now both are one statement holding the
     user's lock: an issuance that meets a deletion in progress waits for it and then makes a
-    brand-new user (existing_user false); one that came first gets a code the deletion voids.
-
-    "forced": the issuance arrives while the deletion holds the user's lock; "free": the
-    deletion falls before, during or after the issuance."""
+    brand-new user (existing_user false); a deletion that meets an issuance in progress waits
+    for it and then voids its code ("issuance first" fails on the old two statements: the
+    deletion does not wait, and the code goes in after it)."""
     if purge == "held":
         held_purges: list[str] = []
         monkeypatch.setattr(
             "accounts.tasks.purge_deleted_user", SimpleNamespace(delay=held_purges.append)
         )
-    rounds = FORCED_ROUNDS if interleaving == "forced" else FREE_ROUNDS
+    rounds = FREE_ROUNDS if order == "free" else FORCED_ROUNDS
     outcomes: Counter[str] = Counter()
     for round_ in range(rounds):
-        external_id = f"issue-vs-delete-{interleaving}-{purge}-{round_}"
+        external_id = f"issue-vs-delete-{order[:3]}-{purge}-{round_}"
         old_user_id = issue_code(customer, external_id)["user_id"]
-        issued, removed = _issue_while_deleting(
-            api_key, external_id, old_user_id, forced=interleaving == "forced"
+        issued, removed, deletion_waited = _issue_while_deleting(
+            api_key, external_id, old_user_id, watcher, order
         )
 
         assert _answer(removed) == (202, ""), removed.content
+        assert deletion_waited == (order == "issuance first")
         assert issued.status_code == 200, issued.content
         body = issued.json()
         code = body["authentication_code"]
         digest = crypto.digest(code)
         row = AuthCode.objects.select_related("user").filter(code_digest=digest).first()
-        redemption = redeem(APIClient(), code, app.app_id, f"install-{interleaving}-{round_:03d}")
+        redemption = redeem(APIClient(), code, app.app_id, f"install-{order[:3]}-{round_:03d}")
         if body["user_id"] != old_user_id:
             outcomes["brand-new user"] += 1
             assert body["existing_user"] is False
@@ -167,9 +219,10 @@ def test_issuance_racing_the_deletion_of_its_user_never_leaves_a_live_code(
         assert not AuthCode.objects.filter(
             status=AuthCodeStatus.ISSUED, user__status=UserStatus.DELETED
         ).exists()
-    if interleaving == "forced":
-        # The deletion committed while the issuance waited: only a new user fits.
+    if order == "deletion first":  # it committed while the issuance waited
         assert outcomes == {"brand-new user": rounds}
+    if order == "issuance first":  # it waited for the issuance, then voided the code
+        assert outcomes == {"voided code of the deleted user": rounds}
 
 
 # --- 3. A repeated DELETE racing the purge ------------------------------------------------

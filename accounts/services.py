@@ -259,6 +259,7 @@ def issue_auth_code(
         if connection.vendor == "postgresql":
             cursor.execute(_ISSUE, params)
             auth_code.user_id, user_id, disabled_at, auth_code.pk = cursor.fetchone()
+            auth_code._state.adding, auth_code._state.db = False, connection.alias  # saved
         else:
             with transaction.atomic():
                 cursor.execute(_UPSERT_USER, params)

@@ -14,7 +14,8 @@ from tests.helpers import issue_code
 
 pytestmark = pytest.mark.django_db
 
-# The key check and one statement on PostgreSQL; SQLite: the key, BEGIN, upsert, insert, COMMIT.
+# The key check and one statement on PostgreSQL. SQLite: the key, then the upsert and the insert
+# between BEGIN and COMMIT (SAVEPOINT and RELEASE inside a test's transaction).
 ISSUANCE_QUERIES = 2 if connection.vendor == "postgresql" else 5
 
 

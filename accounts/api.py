@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.conf import settings
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import Throttled
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,10 +12,10 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.authentication import ApiKeyAuthentication, HasScope
 from accounts.models import Scope
-from portal.errors import ApiError, ErrorCode
+from portal.errors import ErrorCode
 from portal.fields import TextField
 from portal.schema import BODY_ERRORS, error_responses
-from portal.throttling import ApiKeyThrottle, AuthFailureThrottle
+from portal.throttling import ApiKeyThrottle
 
 CUSTOMER_ERRORS = (
     ErrorCode.INVALID_API_KEY,
@@ -32,17 +31,6 @@ class CustomerApiView(APIView):
     permission_classes = [HasScope]
     throttle_classes = [ApiKeyThrottle]
     required_scopes: dict[str, str] = {}
-
-    def perform_authentication(self, request: Request) -> None:
-        failures = AuthFailureThrottle()
-        if failures.exhausted(request):
-            raise Throttled(wait=failures.wait())
-        try:
-            super().perform_authentication(request)
-        except ApiError as error:
-            if error.status_code == 401:
-                failures.hit(request)
-            raise
 
 
 class AuthCodeView(CustomerApiView):

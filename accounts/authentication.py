@@ -10,7 +10,9 @@ from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.models import ApiKey
+from portal import context
 from portal.errors import ApiError, ErrorCode
+from portal.throttling import count_failed_key_check
 
 
 def bearer_token(request: Request) -> str | None:
@@ -31,7 +33,13 @@ class ApiKeyAuthentication(BaseAuthentication):
                 "Send the API key as 'Authorization: Bearer <key_id>.<secret>'.",
                 headers=selectors.CHALLENGE,
             )
-        api_key = selectors.api_key_for(raw)
+        try:
+            api_key = selectors.api_key_for(raw)
+        except selectors.KeyCheckFailed as failure:
+            # Only failures are limited, so a valid key is never refused for them.
+            count_failed_key_check(request, existing_key_id=failure.existing_key_id)
+            raise
+        context.tag_request(app_id=api_key.app.app_id, key_id=api_key.key_id)
         services.record_api_key_use(api_key=api_key)
         return (None, api_key)
 

@@ -18,20 +18,29 @@ PUBLIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
+class KeyCheckFailed(ApiError):
+    """INVALID_API_KEY, knowing whether the key id named an existing key (`existing_key_id`):
+    failures are limited per key id for those, per client address for the others."""
+
+    def __init__(self, message: str, *, existing_key_id: str | None = None) -> None:
+        super().__init__(ErrorCode.INVALID_API_KEY, message, headers=CHALLENGE)
+        self.existing_key_id = existing_key_id
+
+
 def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:
     """The key that `<key_id>.<secret>` names, verified: one indexed lookup, one SHA-256,
     one constant-time comparison. Expiry and revocation are told apart only after the secret
     matched, so they reveal nothing to someone who merely knows a key id."""
     match = _API_KEY.match(raw)
     if match is None:
-        raise ApiError(ErrorCode.INVALID_API_KEY, "Malformed API key.", headers=CHALLENGE)
+        raise KeyCheckFailed("Malformed API key.")
     key_id, secret = match.groups()
     try:
         api_key = ApiKey.objects.select_related("app").get(key_id=key_id)
     except ApiKey.DoesNotExist:
-        api_key = None
-    if api_key is None or not crypto.matches(secret, api_key.secret_digest):
-        raise ApiError(ErrorCode.INVALID_API_KEY, "Unknown API key.", headers=CHALLENGE)
+        raise KeyCheckFailed("Unknown API key.") from None
+    if not crypto.matches(secret, api_key.secret_digest):
+        raise KeyCheckFailed("Unknown API key.", existing_key_id=key_id)
     now = now or timezone.now()
     if api_key.revoked_at is not None and api_key.revoked_at <= now:
         raise ApiError(ErrorCode.API_KEY_REVOKED, "This API key was revoked.", headers=CHALLENGE)

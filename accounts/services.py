@@ -325,6 +325,7 @@ def request_user_deletion(
             )
         )
     user.status, user.deleted_at = locked.status, locked.deleted_at
+    log.info("user %s deleted (deletion %s)", user.user_id, deletion.request_id)
     transaction.on_commit(lambda: _enqueue_purge(deletion.request_id))
     return deletion
 
@@ -334,9 +335,14 @@ def _enqueue_purge(request_id: str) -> None:
 
     try:
         purge_deleted_user.delay(request_id)
-    except Exception:
+    except Exception as exc:
         # Not lost: the deletion sweep picks up every request still pending.
-        log.exception("could not enqueue the purge of deletion %s", request_id)
+        log.warning(
+            "could not enqueue the purge of deletion %s (%s: %s); the deletion sweep will",
+            request_id,
+            exc.__class__.__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
 
 
 def purge_deleted_user(*, request_id: str, now: dt.datetime | None = None) -> bool:
@@ -356,6 +362,11 @@ def purge_deleted_user(*, request_id: str, now: dt.datetime | None = None) -> bo
         deletion.user = None
         deletion.status, deletion.completed_at = DeletionStatus.DONE, now
         deletion.save(update_fields=["user", "status", "completed_at"])
+        log.info(
+            "purged the data of deleted user %s (deletion %s)",
+            deletion.deleted_user_id,
+            deletion.request_id,
+        )
         audit.record(
             audit.event(
                 actor=Actor.system("purge_deleted_user"),

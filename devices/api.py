@@ -17,6 +17,7 @@ from accounts.selectors import PUBLIC_ID
 from devices import selectors, services
 from devices.authentication import AccessTokenAuthentication
 from devices.models import FormFactor, InactiveReason, Platform
+from portal import context
 from portal.errors import ApiError, ErrorCode
 from portal.fields import TextField
 from portal.schema import BODY_ERRORS, error_responses
@@ -220,6 +221,8 @@ class RedeemView(SdkApiView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        if PUBLIC_ID.match(data.validated_data["app_id"]):
+            context.tag_request(app_id=data.validated_data["app_id"])
         redemption = services.redeem_auth_code(
             code=data.validated_data["authentication_code"],
             app_id=data.validated_data["app_id"],

@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from accounts import crypto
 from accounts.authentication import bearer_token
 from devices.models import Device
+from portal import context
 from portal.errors import ApiError, ErrorCode
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdk"'}
@@ -34,6 +35,7 @@ class AccessTokenAuthentication(BaseAuthentication):
                 "Unknown, expired or void access token.",
                 headers=_CHALLENGE,
             )
+        context.tag_request(app_id=device.app.app_id)
         if not device.app.is_active:
             raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
         if not device.user.is_usable:

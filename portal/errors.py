@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from enum import StrEnum
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, JsonResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
 
@@ -118,6 +120,7 @@ def error_body(
 def error_response(request: HttpRequest | None, error: ApiError) -> JsonResponse:
     body = error_body(request, error.error_code, error.message, error.fields)
     response = JsonResponse(body, status=error.status_code)
+    response.error_code = error.error_code  # for the request's log line and metrics
     for name, value in error.headers.items():
         response[name] = value
     return response
@@ -135,6 +138,29 @@ def _validation_fields(detail: Any, prefix: str = "") -> dict[str, list[str]]:
             name = prefix
         fields.update(_validation_fields(value, name))
     return fields
+
+
+def backing_service(exc: BaseException) -> str:
+    """Which backing service an error came from, for the operator reading the log line."""
+    return "redis" if isinstance(exc, RedisError) else "database"
+
+
+# Credentials an error text may quote: the password of a URL (`postgres://user:pw@host`) and
+# `password=…`-style pairs of a libpq DSN or a Redis error.
+_URL_PASSWORD = re.compile(r"(?P<keep>\b[a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@]*@", re.IGNORECASE)
+_KEY_VALUE_SECRET = re.compile(
+    r"(?P<keep>\b(?:password|passwd|pwd|secret|token|sslpassword)\s*=\s*)(?:'[^']*'|\"[^\"]*\"|\S+)",
+    re.IGNORECASE,
+)
+
+
+def describe_error(exc: BaseException, limit: int = 300) -> str:
+    """An error's text fit for one log line: its first line only (libpq adds hints on the
+    next ones), credentials masked, at most `limit` characters."""
+    text = next(iter(str(exc).strip().splitlines()), "") or exc.__class__.__name__
+    text = _URL_PASSWORD.sub(r"\g<keep>***@", text)
+    text = _KEY_VALUE_SECRET.sub(r"\g<keep>***", text)
+    return text[:limit]
 
 
 def _api_error_for(exc: Exception) -> ApiError | None:
@@ -173,7 +199,12 @@ def _api_error_for(exc: Exception) -> ApiError | None:
     if isinstance(
         exc, OperationalError | InterfaceError | RedisConnectionError | RedisTimeoutError
     ):
-        log.error("backing service unavailable: %s", exc.__class__.__name__)
+        log.error(
+            "%s unavailable: %s: %s",
+            backing_service(exc),
+            exc.__class__.__name__,
+            describe_error(exc),
+        )
         return ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
     if isinstance(exc, exceptions.APIException) and exc.status_code < 500:
         # Any other refusal DRF makes is still the client's doing, never an internal error.

@@ -3,14 +3,19 @@ for failures raised outside DRF views."""
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 import uuid
 from collections.abc import Callable
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from portal import context
 from portal.errors import ApiError, ErrorCode, error_response, handle_uncaught
+
+request_log = logging.getLogger("portal.request")
 
 _WELL_FORMED_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _CONTENT_LENGTH = re.compile(r"[0-9]+")
@@ -21,19 +26,60 @@ def is_api_path(path: str) -> bool:
 
 
 class RequestIdMiddleware:
-    """Gives each request an id (echoing a well-formed incoming `X-Request-ID`) and returns it
-    in the `X-Request-ID` header of every answer, so logs and support tickets meet."""
+    """Gives each request an id (echoing a well-formed incoming `X-Request-ID`), returns it in
+    the `X-Request-ID` header of every answer, stamps it on every log line written meanwhile
+    (and on the tasks the request enqueues), and ends with one summary line per request, so
+    logs, metrics and support tickets meet.
+
+    The summary names the route pattern (`users/<str:user_id>`), never the path or query
+    string: those carry customer external ids."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = time.perf_counter()
         incoming = request.headers.get("X-Request-ID", "")
         # fullmatch: `$` would let a trailing newline through, and a header cannot carry one.
         request.request_id = incoming if _WELL_FORMED_ID.fullmatch(incoming) else uuid.uuid4().hex
-        response = self.get_response(request)
-        response["X-Request-ID"] = request.request_id
-        return response
+        id_token = context.request_id.set(request.request_id)
+        tags: dict[str, str] = {}
+        tags_token = context.request_tags.set(tags)
+        try:
+            response = self.get_response(request)
+            response["X-Request-ID"] = request.request_id
+            _log_summary(request, response, tags, started)
+            return response
+        finally:
+            context.request_tags.reset(tags_token)
+            context.request_id.reset(id_token)
+
+
+def route_of(request: HttpRequest) -> str:
+    """The URL pattern that served the request (bounded, free of ids), or `unmatched`."""
+    match = getattr(request, "resolver_match", None)
+    return match.route if match is not None and match.route else "unmatched"
+
+
+def _log_summary(
+    request: HttpRequest, response: HttpResponse, tags: dict[str, str], started: float
+) -> None:
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
+    route = route_of(request)
+    status = response.status_code
+    fields: dict[str, object] = {
+        "method": request.method,
+        "route": route,
+        "status": status,
+        "duration_ms": duration_ms,
+        "app_id": tags.get("app_id"),
+        "key_id": tags.get("key_id"),
+        "errorCode": getattr(response, "error_code", None),
+    }
+    level = logging.ERROR if status >= 500 else logging.INFO
+    request_log.log(
+        level, "%s %s %s %.1fms", request.method, route, status, duration_ms, extra=fields
+    )
 
 
 class ApiErrorMiddleware:

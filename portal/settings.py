@@ -12,6 +12,10 @@ from pathlib import Path
 import environ
 from celery.schedules import crontab
 
+from portal.db.config import configure_postgresql, is_postgresql, is_runserver, process_kind
+from portal.logs import log_format_from, logging_config
+from portal.sentry import init_sentry
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -51,6 +55,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "portal.middleware.RequestIdMiddleware",
+    "portal.metrics.MetricsMiddleware",  # counts and times every answer (portal/metrics.py)
     "portal.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -81,11 +86,27 @@ TEMPLATES = [
     },
 ]
 
+# Database. On PostgreSQL a hung server costs a bounded time (portal/db, docs/DEPLOY.md):
+# connect timeout, TCP keepalives, and a statement timeout, short for web processes and long
+# for batch ones (Celery, management commands; `PORTAL_PROCESS` or the command line decides),
+# which the guarded backend also enforces on the client when the server cannot answer.
+# runserver starts a thread per request, so it keeps no connection open (CONN_MAX_AGE 0).
+PORTAL_PROCESS = process_kind()
+DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=3)
+DATABASE_STATEMENT_TIMEOUT = env.float("DATABASE_STATEMENT_TIMEOUT", default=5.0)
+DATABASE_BATCH_STATEMENT_TIMEOUT = env.float("DATABASE_BATCH_STATEMENT_TIMEOUT", default=600.0)
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("connect_timeout", 5)
+if is_postgresql(DATABASES["default"]):
+    configure_postgresql(
+        DATABASES["default"],
+        connect_timeout=DATABASE_CONNECT_TIMEOUT,
+        statement_timeout=(
+            DATABASE_STATEMENT_TIMEOUT
+            if PORTAL_PROCESS == "web"
+            else DATABASE_BATCH_STATEMENT_TIMEOUT
+        ),
+        conn_max_age=env.int("CONN_MAX_AGE", default=0 if is_runserver() else 60),
+    )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env.str("REDIS_URL", default="")
@@ -160,6 +181,31 @@ SPECTACULAR_SETTINGS = {
     },
 }
 
+# HTTPS in production (docs/DEPLOY.md, "The web process"). TLS ends at the proxy in front, so
+# whether a request came over https is read from X-Forwarded-Proto, but only when NUM_PROXIES
+# says a proxy of ours sets it: with none, any client could declare plain http secure.
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_X_FORWARDED_PROTO", "https") if REST_FRAMEWORK["NUM_PROXIES"] > 0 else None
+)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Load balancers probe health over plain http: those two are never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+# Session and CSRF cookies are https-only by default when not DEBUG and the portal is served
+# beyond this machine (ALLOWED_HOSTS names another host) or redirects to https. The README's
+# first run, plain http on 127.0.0.1 with the default hosts, keeps ordinary cookies so that
+# staff can still sign in to /admin/ there.
+_served_over_https = not DEBUG and (
+    SECURE_SSL_REDIRECT or not set(ALLOWED_HOSTS) <= {"localhost", "127.0.0.1", "[::1]"}
+)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_served_over_https)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_served_over_https)
+# Origins (scheme included) whose forms may post here when the proxy does not pass the
+# original Host header through, e.g. `https://portal.example.com`.
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
 AUTH_CODE_TTL_SECONDS = env.int("AUTH_CODE_TTL_SECONDS", default=600)
 ACCESS_TOKEN_TTL_SECONDS = env.int("ACCESS_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)
 API_KEY_DEFAULT_EXPIRY_DAYS = env.int("API_KEY_DEFAULT_EXPIRY_DAYS", default=365)
@@ -169,7 +215,14 @@ AUTH_CODE_SWEEP_BATCH_SIZE = env.int("AUTH_CODE_SWEEP_BATCH_SIZE", default=5000)
 API_KEY_REMINDER_DAYS = env.list("API_KEY_REMINDER_DAYS", cast=int, default=[14, 7])
 THROTTLE_API_KEY_RATE = env.str("THROTTLE_API_KEY_RATE", default="6000/min")
 THROTTLE_SDK_RATE = env.str("THROTTLE_SDK_RATE", default="600/min")
+# Failed API-key checks: per attempted key id that exists, and per client address for key
+# ids that do not (looser: many clients may share an address). They refuse failures only.
 THROTTLE_AUTH_FAILURE_RATE = env.str("THROTTLE_AUTH_FAILURE_RATE", default="60/min")
+THROTTLE_AUTH_FAILURE_ADDRESS_RATE = env.str(
+    "THROTTLE_AUTH_FAILURE_ADDRESS_RATE", default="600/min"
+)
+# How long a rate-limit check waits for Redis before letting the request through (seconds).
+THROTTLE_REDIS_TIMEOUT = env.float("THROTTLE_REDIS_TIMEOUT", default=0.1)
 
 # Celery: Redis as broker when configured; otherwise tasks run in-process.
 CELERY_BROKER_URL = REDIS_URL or "memory://"
@@ -180,7 +233,16 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# A request that enqueues a task (a deletion's purge) waits at most about a second for a
+# broker that does not answer; what it could not send, a sweep finds later.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": 3600,
+    "socket_connect_timeout": 1,
+    "socket_timeout": 2,
+}
+# Celery's log lines go through LOGGING too: JSON, with the task's request id.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5}
 CELERY_BEAT_SCHEDULE = {
@@ -203,11 +265,20 @@ vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="portal@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Operations: /metrics answers only a scraper sending `Authorization: Bearer METRICS_TOKEN`
+# (unset: 404, like any unknown path). PROMETHEUS_MULTIPROC_DIR is read by prometheus-client
+# itself (portal/metrics.py, docs/DEPLOY.md).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+# Error reports to Sentry when SENTRY_DSN is set, initialised here so that the web processes
+# and the Celery worker and beat (which all load these settings) report alike.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+init_sentry(
+    dsn=SENTRY_DSN,
+    environment=env.str("SENTRY_ENVIRONMENT", default=""),
+    traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+)
+
+# One JSON object per line in production, readable text under DEBUG; every line carries the
+# request id of its request or task (portal/logs.py).
+LOG_FORMAT = log_format_from(env)
+LOGGING = logging_config(log_format=LOG_FORMAT, level=env.str("LOG_LEVEL", default="INFO"))

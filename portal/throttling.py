@@ -1,91 +1,231 @@
-"""Fixed-window rate limits on the shared cache (Redis in production).
+"""Fixed-window rate limits, counted in Redis (or in process memory without `REDIS_URL`).
 
-DRF's own throttles keep a list of every request time per client and rewrite it on each
-request, which grows with the rate; a counter per window costs two cache calls whatever the rate.
+A counter per client and window costs one round trip whatever the rate: `INCR` and `EXPIRE …
+NX` in one pipeline, on a client of our own that is built once per process (Django's cache
+builds a new client for every call and needs two calls per request).
+
+The limits only protect, so they fail open: when Redis errs or does not answer within
+`THROTTLE_REDIS_TIMEOUT` (100 ms), the request goes on, a metric counts it and a warning is
+logged at most once a minute per process. After a failure the store is left alone for a second,
+so a hung Redis costs one timeout per second per process, not one per request.
 """
 
 from __future__ import annotations
 
+import logging
+import math
+import threading
 import time
+from dataclasses import dataclass
+from typing import Protocol
 
+import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
+
+from portal import metrics
+from portal.errors import ApiError, ErrorCode
+
+log = logging.getLogger("portal.throttling")
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_PERIOD_NAMES = {1: "second", 60: "minute", 3600: "hour", 86400: "day"}
+_BACKOFF_SECONDS = 1.0
+_WARNING_INTERVAL_SECONDS = 60.0
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
     """`"6000/min"` → (6000, 60). Periods: s, sec, m, min, h, hour, d, day."""
     count, _, period = rate.partition("/")
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[:1].lower()]
-    return int(count), seconds
+    return int(count), _PERIODS[period.strip()[:1].lower()]
 
 
-class FixedWindowThrottle(BaseThrottle):
-    rate_setting: str = ""
-    scope: str = ""
+class Counters(Protocol):
+    def hit(self, key: str, period: int) -> int:
+        """Adds one to the window's counter, which lives `period` seconds; the new count."""
+
+
+class RedisCounters:
+    def __init__(self, url: str, timeout: float) -> None:
+        self._client = redis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry_on_timeout=False,
+            retry=None,
+            health_check_interval=0,
+        )
+
+    def hit(self, key: str, period: int) -> int:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, period + 1, nx=True)
+        count, _ = pipe.execute()
+        return count
+
+
+class LocalCounters:
+    """One process's counters, for the embedded run without Redis (and the tests)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def hit(self, key: str, period: int) -> int:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._counts) > 10_000:
+                self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+            count, expires = self._counts.get(key, (0, 0.0))
+            count = count + 1 if expires > now else 1
+            self._counts[key] = (count, expires if expires > now else now + period + 1)
+            return count
+
+
+class _Store:
+    """The counters of this process, with the fail-open bookkeeping."""
+
+    def __init__(self) -> None:
+        self._counters: Counters | None = None
+        self._lock = threading.Lock()
+        self._skip_until = 0.0
+        self._warned_at = -math.inf
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counters, self._skip_until, self._warned_at = None, 0.0, -math.inf
+
+    def counters(self) -> Counters:
+        counters = self._counters
+        if counters is None:
+            with self._lock:
+                if self._counters is None:
+                    url = settings.REDIS_URL
+                    self._counters = (
+                        RedisCounters(url, settings.THROTTLE_REDIS_TIMEOUT)
+                        if url
+                        else LocalCounters()
+                    )
+                counters = self._counters
+        return counters
+
+    def hit(self, key: str, period: int, limit_name: str) -> int | None:
+        """The new count, or None when the store failed (the caller lets the request go)."""
+        now = time.monotonic()
+        if now < self._skip_until:
+            metrics.THROTTLE_FAIL_OPEN.labels(limit=limit_name).inc()
+            return None
+        try:
+            return self.counters().hit(key, period)
+        except redis.RedisError as exc:
+            self._skip_until = now + _BACKOFF_SECONDS
+            metrics.THROTTLE_FAIL_OPEN.labels(limit=limit_name).inc()
+            if now - self._warned_at >= _WARNING_INTERVAL_SECONDS:
+                self._warned_at = now
+                log.warning(
+                    "rate limits are not enforced: redis failed (%s: %s); letting requests "
+                    "through (warned at most once a minute)",
+                    exc.__class__.__name__,
+                    str(exc).splitlines()[0] if str(exc) else "",
+                )
+            return None
+
+
+store = _Store()
+
+
+@receiver(setting_changed)
+def _settings_changed(*, setting: str, **kwargs: object) -> None:
+    if setting in {"REDIS_URL", "THROTTLE_REDIS_TIMEOUT"}:
+        store.reset()
+
+
+@dataclass(frozen=True)
+class Limit:
+    """One rate limit: its name (in 429 answers and metrics), its rate setting and what it
+    counts per."""
+
+    name: str
+    rate_setting: str
+    per: str
+
+    def hit(self, ident: str) -> None:
+        """Counts one request against `ident`; raises RATE_LIMITED past the limit."""
+        limit, period = parse_rate(getattr(settings, self.rate_setting))
+        now = time.time()
+        window = int(now // period)
+        count = store.hit(f"portal:throttle:{self.name}:{ident}:{window}", period, self.name)
+        if count is not None and count > limit:
+            wait = max(1, math.ceil((window + 1) * period - now))
+            metrics.THROTTLED.labels(limit=self.name).inc()
+            raise ApiError(
+                ErrorCode.RATE_LIMITED,
+                f"Rate limit '{self.name}' exceeded ({limit} per {_PERIOD_NAMES[period]} "
+                f"{self.per}); retry in {wait} seconds.",
+                headers={"Retry-After": str(wait)},
+            )
+
+
+API_KEY = Limit("api_key", "THROTTLE_API_KEY_RATE", "for this API key")
+SDK = Limit("sdk", "THROTTLE_SDK_RATE", "from this client address")
+# Failed key checks only ever refuse further failures (a valid key always gets through):
+# per attempted key id when that key exists (its secret is being guessed), and, more loosely,
+# per client address for key ids that do not exist (many clients may share one address).
+KEY_FAILURES = Limit(
+    "api_key_failures", "THROTTLE_AUTH_FAILURE_RATE", "of failed checks for this key id"
+)
+ADDRESS_FAILURES = Limit(
+    "address_failures",
+    "THROTTLE_AUTH_FAILURE_ADDRESS_RATE",
+    "of failed checks of unknown keys from this client address",
+)
+
+
+def client_address(request: Request) -> str:
+    """The client's address: `X-Forwarded-For` is trusted only for as many hops as there are
+    proxies of ours in front (`NUM_PROXIES`); with none, the socket address counts."""
+    return BaseThrottle().get_ident(request)
+
+
+class LimitThrottle(BaseThrottle):
+    """A DRF throttle over one `Limit`; the limit raises its own RATE_LIMITED answer, which
+    names it."""
+
+    limit: Limit
 
     def ident(self, request: Request) -> str:
         raise NotImplementedError
 
-    def _window(self, request: Request) -> tuple[str, int, int]:
-        """The counter's cache key, the limit and the window's length in seconds."""
-        limit, period = parse_rate(getattr(settings, self.rate_setting))
-        now = time.time()
-        window = int(now // period)
-        self._wait = (window + 1) * period - now
-        return f"throttle:{self.scope}:{self.ident(request)}:{window}", limit, period
-
-    def hit(self, request: Request) -> bool:
-        """Counts one request; False once the window's limit is exceeded."""
-        key, limit, period = self._window(request)
-        cache.add(key, 0, timeout=period + 1)
-        try:
-            count = cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.set(key, 1, timeout=period + 1)
-            count = 1
-        return count <= limit
-
-    def exhausted(self, request: Request) -> bool:
-        """Whether the window's limit is used up, without counting this request."""
-        key, limit, _ = self._window(request)
-        return (cache.get(key) or 0) >= limit
-
     def allow_request(self, request: Request, view: APIView) -> bool:
-        return self.hit(request)
-
-    def wait(self) -> float:
-        return self._wait
+        self.limit.hit(self.ident(request))
+        return True
 
 
-class ApiKeyThrottle(FixedWindowThrottle):
+class ApiKeyThrottle(LimitThrottle):
     """THROTTLE_API_KEY_RATE per API key."""
 
-    rate_setting = "THROTTLE_API_KEY_RATE"
-    scope = "key"
+    limit = API_KEY
 
     def ident(self, request: Request) -> str:
         return request.auth.key_id
 
 
-class ClientAddressThrottle(FixedWindowThrottle):
+class ClientAddressThrottle(LimitThrottle):
     """THROTTLE_SDK_RATE per client address on /sdk/..."""
 
-    rate_setting = "THROTTLE_SDK_RATE"
-    scope = "sdk"
+    limit = SDK
 
     def ident(self, request: Request) -> str:
-        return self.get_ident(request)
+        return client_address(request)
 
 
-class AuthFailureThrottle(FixedWindowThrottle):
-    """THROTTLE_AUTH_FAILURE_RATE failed API-key checks per client address: guessing keys is
-    limited although the per-key limit cannot apply to a request without a valid key."""
-
-    rate_setting = "THROTTLE_AUTH_FAILURE_RATE"
-    scope = "auth-failure"
-
-    def ident(self, request: Request) -> str:
-        return self.get_ident(request)
+def count_failed_key_check(request: Request, *, existing_key_id: str | None) -> None:
+    """Counts a failed API-key check; raises RATE_LIMITED past the limit that applies."""
+    if existing_key_id is not None:
+        KEY_FAILURES.hit(existing_key_id)
+    else:
+        ADDRESS_FAILURES.hit(client_address(request))

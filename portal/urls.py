@@ -11,6 +11,7 @@ from devices.api import (
     UserDetailView,
     UserLookupView,
 )
+from portal.metrics import metrics_view
 from portal.views import HealthView, ReadyView
 
 urlpatterns = [
@@ -23,6 +24,8 @@ urlpatterns = [
     path("sdk/reset", ResetView.as_view(), name="sdk-reset"),
     path("healthz", HealthView.as_view(), name="healthz"),
     path("readyz", ReadyView.as_view(), name="readyz"),
+    # A plain Django view, so not in the OpenAPI document: it is for operators' scrapers.
+    path("metrics", metrics_view, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("admin/", admin.site.urls),

@@ -10,6 +10,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
+from portal import throttling
 from tests.factories import ApiKeyFactory, AppFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,7 +39,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if settings.IN_CI:
         return
     missing = {}
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if connection.vendor != "postgresql":
         missing["postgres"] = "PostgreSQL (this run is on SQLite)"
     if any("redis" in item.keywords for item in items) and not _redis_answers():
         missing["redis"] = "redis (not answering)"
@@ -52,6 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     cache.clear()
+    throttling.store.reset()  # the rate-limit counters of this process
 
 
 @pytest.fixture

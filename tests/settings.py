@@ -8,9 +8,11 @@ os.environ.setdefault("SECRET_KEY", "tests-only-secret-key-not-for-production")
 os.environ.setdefault("THROTTLE_API_KEY_RATE", "100000/min")
 os.environ.setdefault("THROTTLE_SDK_RATE", "100000/min")
 os.environ.setdefault("THROTTLE_AUTH_FAILURE_RATE", "100000/min")
+os.environ.setdefault("THROTTLE_AUTH_FAILURE_ADDRESS_RATE", "100000/min")
 
+from portal.db.config import configure_postgresql, is_postgresql
 from portal.settings import *  # noqa: F403
-from portal.settings import env
+from portal.settings import DATABASE_CONNECT_TIMEOUT, DATABASE_STATEMENT_TIMEOUT, env
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/portal")
@@ -34,15 +36,22 @@ def _postgres_answers(url: str) -> bool:
 
 
 _database = env.db_url_config(TEST_DATABASE_URL)
-if _database["ENGINE"] == "django.db.backends.postgresql" and not _postgres_answers(
-    TEST_DATABASE_URL
-):
+if is_postgresql(_database) and not _postgres_answers(TEST_DATABASE_URL):
     if IN_CI:
         raise RuntimeError(f"CI: PostgreSQL does not answer at {TEST_DATABASE_URL}")
     import warnings
 
     warnings.warn("PostgreSQL does not answer: running on SQLite", stacklevel=1)
     _database = env.db_url_config("sqlite://:memory:")
+if is_postgresql(_database):
+    # The production backend and timeouts (portal/db); no persistent connections, so that a
+    # thread a test starts leaves nothing open when the test database is dropped.
+    configure_postgresql(
+        _database,
+        connect_timeout=DATABASE_CONNECT_TIMEOUT,
+        statement_timeout=DATABASE_STATEMENT_TIMEOUT,  # pytest is a web process
+        conn_max_age=0,
+    )
 # TEST_DATABASE_NAME lets two runs on one server (two checkouts, two people) keep apart.
 _database["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}
 DATABASES = {"default": _database}

@@ -1,6 +1,8 @@
-"""Rate limits hold per key and per client address, on the shared cache."""
+"""Rate limits hold per key and per client address; failed key checks refuse only failures.
+What happens when their store fails: test_redis_faults.py."""
 
 import pytest
+import redis
 
 from tests.helpers import device_payload
 
@@ -12,6 +14,10 @@ def _redeem_from(api, app, forwarded_for: str) -> int:
     return api.post(
         "/sdk/users", body, format="json", HTTP_X_FORWARDED_FOR=forwarded_for
     ).status_code
+
+
+def _issue(client, external_id: str = "alice"):
+    return client.post("/users/auth-code", {"external_id": external_id}, format="json")
 
 
 def test_a_forged_forwarded_for_does_not_dodge_the_sdk_limit(api, app, settings):
@@ -26,29 +32,37 @@ def test_behind_one_proxy_the_forwarded_address_counts(api, app, settings):
     assert _redeem_from(api, app, "10.0.0.1") == 429
 
 
-@pytest.mark.redis
-def test_the_key_limit_is_counted_in_redis(customer, settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": settings.TEST_REDIS_URL,
-            "KEY_PREFIX": "throttle-test",
-        }
-    }
-    from django.core.cache import cache
+def test_each_429_names_its_limit(customer, api, app, settings):
+    settings.THROTTLE_API_KEY_RATE = "1/min"
+    settings.THROTTLE_SDK_RATE = "1/min"
+    assert _issue(customer).status_code == 200
+    by_key = _issue(customer)
+    assert by_key.status_code == 429
+    assert by_key.json()["errorCode"] == "RATE_LIMITED"
+    assert "'api_key'" in by_key.json()["message"]
+    assert "1 per minute for this API key" in by_key.json()["message"]
+    assert 1 <= int(by_key["Retry-After"]) <= 60
 
-    cache.clear()
+    assert _redeem_from(api, app, "") == 400
+    by_address = api.post("/sdk/users", {}, format="json")
+    assert by_address.status_code == 429
+    assert "'sdk'" in by_address.json()["message"]
+
+
+@pytest.mark.redis
+def test_the_key_limit_is_counted_in_redis_in_one_round_trip(customer, settings):
+    settings.REDIS_URL = settings.TEST_REDIS_URL
     settings.THROTTLE_API_KEY_RATE = "3/min"
-    answers = [
-        customer.post("/users/auth-code", {"external_id": "alice"}, format="json") for _ in range(4)
-    ]
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    client.delete(*client.keys("portal:throttle:*") or ["none"])
+
+    answers = [_issue(customer) for _ in range(4)]
+
     assert [a.status_code for a in answers] == [200, 200, 200, 429]
-    limited = answers[-1]
-    assert limited.json()["errorCode"] == "RATE_LIMITED"
-    assert 1 <= int(limited["Retry-After"]) <= 60
-    keys = cache._cache.get_client().keys("throttle-test:*throttle:key*")
-    assert len(keys) == 1  # one counter per key and window, in Redis
-    cache.clear()
+    [key] = client.keys(f"portal:throttle:api_key:{customer.api_key.key_id}:*")
+    assert int(client.get(key)) == 4
+    assert 0 < client.ttl(key) <= 61  # the window's counter expires with the window
+    client.delete(key)
 
 
 def test_bad_access_tokens_count_against_the_sdk_limit(api, settings):
@@ -58,24 +72,31 @@ def test_bad_access_tokens_count_against_the_sdk_limit(api, settings):
     assert answers == [401, 401, 429]
 
 
-def test_failed_api_key_checks_are_limited_per_address(api, api_key, settings):
-    settings.THROTTLE_AUTH_FAILURE_RATE = "2/min"
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.key_id}.{'x' * 43}")
-    body = {"external_id": "alice"}
-    answers = [api.post("/users/auth-code", body, format="json") for _ in range(3)]
-    assert [a.status_code for a in answers] == [401, 401, 429]
-    assert answers[-1].json()["errorCode"] == "RATE_LIMITED"
-    assert int(answers[-1]["Retry-After"]) >= 1
-    # Even the right key is refused from that address until the window ends: the limit
-    # is on guessing, and a key id is public.
+def test_a_valid_key_is_never_refused_for_failed_checks(api, api_key, settings):
+    """100 failures from one address, naming the key's own id and unknown ids: the failures
+    are refused once over their limits, the right key from the same address still works."""
+    settings.THROTTLE_AUTH_FAILURE_RATE = "5/min"
+    settings.THROTTLE_AUTH_FAILURE_ADDRESS_RATE = "20/min"
+    guesses = [f"Bearer {api_key.key_id}.{'x' * 43}"] * 50 + [
+        f"Bearer {n:016x}.{'x' * 43}" for n in range(50)
+    ]
+    answers = []
+    for guess in guesses:
+        api.credentials(HTTP_AUTHORIZATION=guess)
+        answers.append(_issue(api))
+
+    same_key, unknown = answers[:50], answers[50:]
+    assert [a.status_code for a in same_key] == [401] * 5 + [429] * 45
+    assert "'api_key_failures'" in same_key[-1].json()["message"]
+    assert [a.status_code for a in unknown] == [401] * 20 + [429] * 30
+    assert "'address_failures'" in unknown[-1].json()["message"]
+
     api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.full_key}")
-    assert api.post("/users/auth-code", body, format="json").status_code == 429
+    assert _issue(api).status_code == 200
 
 
 def test_successful_checks_do_not_count_as_failures(customer, settings):
     settings.THROTTLE_AUTH_FAILURE_RATE = "1/min"
+    settings.THROTTLE_AUTH_FAILURE_ADDRESS_RATE = "1/min"
     for _ in range(3):
-        assert (
-            customer.post("/users/auth-code", {"external_id": "a"}, format="json").status_code
-            == 200
-        )
+        assert _issue(customer, "a").status_code == 200

@@ -1,0 +1,104 @@
+"""Django's PostgreSQL backend, with a client-side deadline on every blocking call.
+
+Everything else is Django's own backend (`connection.vendor` is still "postgresql"). Two
+options in `OPTIONS`, both in seconds, set from the environment by `portal.db.config`:
+
+- `statement_timeout` (absent or 0: none) is sent as the session's `statement_timeout`
+  (libpq `options`, so no extra round trip), and, plus `GRACE_SECONDS`, is how long the
+  client waits for a statement, a commit or a rollback. Normally the server's own timeout
+  answers first and the connection survives; the client's deadline only acts when the server
+  cannot answer at all.
+- `connect_timeout` (libpq's own, at least 2 s in psycopg) also bounds the rest of setting a
+  connection up and the `CONN_HEALTH_CHECKS` ping, which are as cheap as connecting.
+
+When a deadline passes the watchdog shuts the socket down, the call raises OperationalError
+(the API answers 503 SERVICE_UNAVAILABLE) and Django discards the connection, so the next
+request connects again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, OperationalError
+from django.db.backends.postgresql import base
+
+from portal.db.watchdog import WATCHDOG
+
+T = TypeVar("T")
+
+# How much longer than statement_timeout the client waits: time for the server's own
+# cancellation to arrive, so that a merely slow statement does not cost the connection.
+GRACE_SECONDS = 1.0
+# psycopg waits at least this long to connect, whatever connect_timeout says.
+PSYCOPG_MIN_CONNECT_TIMEOUT = 2.0
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
+        super().__init__(settings_dict, alias)
+        options = self.settings_dict.get("OPTIONS", {})
+        statement = float(options.get("statement_timeout") or 0)
+        connect = float(options.get("connect_timeout") or 0)
+        self.statement_deadline = statement + GRACE_SECONDS if statement > 0 else None
+        setup = max(connect, PSYCOPG_MIN_CONNECT_TIMEOUT) if connect > 0 else None
+        self.setup_deadline = min(
+            (seconds for seconds in (setup, self.statement_deadline) if seconds), default=None
+        )
+        # Execute wrappers see every execute() and executemany() of Django's cursors.
+        self.execute_wrappers.append(self._guarded_execute)
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        seconds = float(params.pop("statement_timeout", None) or 0)
+        if seconds > 0:
+            timeout = f"-c statement_timeout={round(seconds * 1000)}"
+            params["options"] = f"{params.get('options', '')} {timeout}".strip()
+        return params
+
+    def _guarded_execute(
+        self, execute: Callable[..., T], sql: Any, params: Any, many: bool, context: Any
+    ) -> T:
+        return self._within(self.statement_deadline, execute, sql, params, many, context)
+
+    def _commit(self) -> None:
+        return self._within(self.statement_deadline, super()._commit)
+
+    def _rollback(self) -> None:
+        return self._within(self.statement_deadline, super()._rollback)
+
+    def is_usable(self) -> bool:
+        return self._within(self.setup_deadline, super().is_usable)
+
+    def init_connection_state(self) -> None:
+        return self._within(self.setup_deadline, super().init_connection_state)
+
+    def _within(self, seconds: float | None, function: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on this connection, interrupted after `seconds`."""
+        fileno = self._socket() if seconds else None
+        if fileno is None:
+            return function(*args)
+        call = WATCHDOG.watch(fileno, seconds)
+        try:
+            return function(*args)
+        except Exception as exc:
+            if call.expired:
+                raise OperationalError(
+                    f"the database did not answer within {seconds:g} s; connection dropped"
+                ) from exc
+            raise
+        finally:
+            WATCHDOG.release(call)
+            if call.expired:
+                # Also when the call completed just as the deadline passed: the socket is
+                # shut down, so Django must check the connection and drop it.
+                self.errors_occurred = True
+
+    def _socket(self) -> int | None:
+        if self.connection is None:
+            return None
+        try:
+            return self.connection.pgconn.socket
+        except self.Database.Error:
+            return None  # closed or lost: the call fails at once by itself

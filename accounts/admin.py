@@ -12,6 +12,10 @@ import secrets
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin as AuthUserAdmin
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
 from django.db.models import Count, Model, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -22,7 +26,13 @@ from django.utils.html import format_html, format_html_join
 
 from accounts import services
 from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin, shown_once_response
-from accounts.admin_base import StaffAdmin, admin_change_url, staff_actor
+from accounts.admin_base import (
+    TIMELINE_EVENTS,
+    AuditHistoryMixin,
+    StaffAdmin,
+    admin_change_url,
+    staff_actor,
+)
 from accounts.admin_forms import AppForm, NewApiKeyForm, RotationForm
 from accounts.audit import Actor
 from accounts.models import (
@@ -38,7 +48,6 @@ from accounts.models import (
 from accounts.selectors import KeyStatus, api_key_status, api_keys_with_rotation
 
 RECENT_CODES = 20
-TIMELINE_EVENTS = 50
 KEYS_SHOWN = 20
 
 
@@ -84,6 +93,9 @@ class AppAdmin(StaffAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return request.user.has_perm("accounts.change_app")
+
+    def audit_timeline(self, app: App) -> tuple[Q, str]:
+        return Q(target_type="app", target_id=app.app_id), app.app_id
 
     def save_model(self, request: HttpRequest, obj: App, form: AppForm, change: bool) -> None:
         services.update_app(
@@ -211,6 +223,9 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("accounts.add_apikey")
+
+    def audit_timeline(self, key: ApiKey) -> tuple[Q, str]:
+        return Q(target_type="api_key", target_id=key.key_id), key.key_id
 
     @admin.display(description="scopes")
     def scope_list(self, key: ApiKey) -> str:
@@ -399,6 +414,10 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     def disabled(self, user: LinkedUser) -> bool:
         return user.disabled_at is not None
 
+    def audit_timeline(self, user: LinkedUser) -> tuple[Q, str]:
+        """The user's whole story: its own events and those of its devices."""
+        return Q(user_ref=user.user_id), user.user_id
+
     @admin.display(description="deletion request")
     def deletion(self, user: LinkedUser) -> str:
         try:
@@ -511,8 +530,12 @@ class DeletionRequestAdmin(StaffAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("app", "user")
 
+    def audit_timeline(self, deletion: DeletionRequest) -> tuple[Q, str]:
+        """The deleted user's story, its deletion and purge included."""
+        return Q(user_ref=deletion.deleted_user_id), deletion.deleted_user_id
 
-AUDIT_TARGET_TYPES = ("api_key", "app", "device", "user")
+
+AUDIT_TARGET_TYPES = ("api_key", "app", "device", "staff", "user")
 """The target types the services write; searching by target id names them all, so that the
 (target_type, target_id) index serves the search."""
 
@@ -532,7 +555,9 @@ class AuditEventAdmin(StaffAdmin):
     list_select_related = ["app"]
     list_filter = ["action", "actor_type"]
     search_fields = ["user_ref__exact", "target_id__exact"]
-    search_help_text = "A user id (the user's whole timeline), a key id or an install id."
+    search_help_text = (
+        "A user id (the user's whole timeline), a key id, an install id or a staff username."
+    )
     fields = [
         "occurred_at",
         "action",
@@ -555,3 +580,27 @@ class AuditEventAdmin(StaffAdmin):
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:
         return f"{event.get_actor_type_display()} {event.actor}".strip()
+
+
+class StaffUserAdmin(AuditHistoryMixin, AuthUserAdmin):
+    """Django's own page of staff accounts, whose History shows the member's sign-ins,
+    failed sign-ins and two-factor set-up."""
+
+    def audit_timeline(self, user: Model) -> tuple[Q, str]:
+        username = user.get_username()[:64]
+        return Q(target_type="staff", target_id=username), username
+
+    def change_log(self, request: HttpRequest, user: Model) -> QuerySet:
+        """Staff accounts are edited here, by administrators: those edits too."""
+        return (
+            LogEntry.objects.filter(
+                content_type=ContentType.objects.get_for_model(user), object_id=str(user.pk)
+            )
+            .select_related("user")
+            .order_by("-action_time")[:TIMELINE_EVENTS]
+        )
+
+
+if admin.site.is_registered(get_user_model()):
+    admin.site.unregister(get_user_model())
+admin.site.register(get_user_model(), StaffUserAdmin)

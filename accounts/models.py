@@ -251,6 +251,11 @@ class AuditAction(models.TextChoices):
     DEVICE_ACTIVATED = "device.activated"
     DEVICE_DEACTIVATED = "device.deactivated"
     APP_UPDATED = "app.updated"
+    STAFF_SIGNED_IN = "staff.signed_in", "Staff Signed In"
+    STAFF_SIGNED_OUT = "staff.signed_out", "Staff Signed Out"
+    STAFF_SIGN_IN_FAILED = "staff.sign_in_failed", "Staff Sign-In Failed"
+    STAFF_2FA_ENROLLED = "staff.2fa_enrolled", "Staff Two-Factor Enrolled"
+    STAFF_2FA_RESET = "staff.2fa_reset", "Staff Two-Factor Reset"
 
 
 class AuditEvent(models.Model):

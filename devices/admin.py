@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
@@ -134,6 +134,11 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("user", "app")
+
+    def audit_timeline(self, device: Device) -> tuple[Q, str]:
+        """Install ids are unique within an app only."""
+        query = Q(target_type="device", target_id=device.install_id, app_id=device.app_id)
+        return query, device.install_id
 
     @admin.display(description="user")
     def user_link(self, device: Device) -> str:

@@ -51,6 +51,9 @@ INSTALLED_APPS = [
     "portal",
     "accounts",
     "devices",
+    "django_otp",  # staff two-factor sign-in (see "Staff sign-in" below)
+    "django_otp.plugins.otp_totp",
+    "axes",  # staff sign-in lockout; keep it last among the apps, as axes asks
 ]
 
 MIDDLEWARE = [
@@ -63,8 +66,10 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified() for the staff admin
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a staff sign-in lockout into its page
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -128,6 +133,34 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# Staff sign-in to the admin (accounts/staff_signin.py, accounts/staff_2fa.py).
+# Second factor: a TOTP authenticator app, enrolled at the first sign-in, asked at every one.
+STAFF_2FA_REQUIRED = env.bool("STAFF_2FA_REQUIRED", default=not DEBUG)
+OTP_TOTP_ISSUER = env.str("STAFF_2FA_ISSUER", default="Portal admin")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+# Lockout (django-axes) after STAFF_LOGIN_FAILURE_LIMIT failures within STAFF_LOCKOUT_MINUTES,
+# counted per staff account and, separately, per client address (NUM_PROXIES decides which
+# address counts). Attempts are kept in the database, so signing in never needs Redis.
+# Unlock: `manage.py axes_reset_username NAME` / `axes_reset_ip ADDRESS` / `axes_reset`.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("STAFF_LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("STAFF_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_ONLY_ADMIN_SITE = True
+AXES_RESET_ON_SUCCESS = False
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "accounts.staff_signin.client_address"
+AXES_USERNAME_CALLABLE = "accounts.staff_signin.attempted_staff_username"
+AXES_LOCKOUT_CALLABLE = "accounts.staff_signin.lockout_response"
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "otp_token", "csrfmiddlewaretoken"]
+AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are audit events instead
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -57,6 +57,14 @@ def _clear_cache() -> None:
 
 
 @pytest.fixture
+def admin_client(admin_user: Any) -> Any:
+    """pytest-django's, signed in as the admin requires: password and authenticator."""
+    from tests.staff import signed_in
+
+    return signed_in(admin_user)
+
+
+@pytest.fixture
 def api() -> APIClient:
     return APIClient()
 

@@ -25,6 +25,7 @@ from tests.factories import (
     DeviceFactory,
     LinkedUserFactory,
 )
+from tests.staff import signed_in
 
 PASSWORD = "correct horse battery staple"
 
@@ -61,9 +62,8 @@ def superuser(db: None) -> User:
 
 
 def logged_in(user: User) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+    """Signed in with password and authenticator (STAFF_2FA_REQUIRED holds in the tests)."""
+    return signed_in(user)
 
 
 @pytest.fixture

@@ -3,17 +3,23 @@ server: what staff see, click and confirm."""
 
 from __future__ import annotations
 
+import base64
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import ApiKey, AuditAction, AuditEvent
 from accounts.roles import KEY_ADMINISTRATORS, SUPPORT, setup_roles
 from devices.models import InactiveReason
 from tests.admin.conftest import PASSWORD, World, build_world, staff_user
+from tests.staff import authenticator, code
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,8 +29,8 @@ SCREENSHOT = Path(settings.BASE_DIR) / "artifacts" / "user-page.png"
 @pytest.fixture
 def staff_world(transactional_db: None) -> World:
     setup_roles()
-    staff_user("support", SUPPORT)
-    staff_user("keyadmin", KEY_ADMINISTRATORS)
+    authenticator(staff_user("support", SUPPORT))
+    authenticator(staff_user("keyadmin", KEY_ADMINISTRATORS))
     return build_world()
 
 
@@ -38,10 +44,13 @@ def page(browser: Any, live_server: Any) -> Iterator[Any]:
     context.close()
 
 
-def log_in(page: Any, username: str) -> None:
+def log_in(page: Any, username: str, steps_ahead: int = 0) -> None:
+    """Password and the code of the member's authenticator app, as staff sign in."""
+    device = TOTPDevice.objects.get(user__username=username, confirmed=True)
     page.goto("/admin/login/?next=/admin/")
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
+    page.fill("#id_otp_token", code(device, steps_ahead))
     page.click("input[type=submit]")
     page.wait_for_selector("#staff-dashboard")
 
@@ -107,3 +116,64 @@ def test_a_key_administrator_sees_a_new_key_once_and_never_again(
     page.click(f"#result_list a:text('{key_id}')")
     assert "browser key" in page.content()
     assert secret not in page.content()
+
+
+def app_code(secret: str, steps_ahead: int = 0) -> str:
+    """What an authenticator app shows for the key typed in from the enrolment page."""
+    totp = TOTP(base64.b32decode(secret.replace(" ", "")))
+    totp.time = time.time() + steps_ahead * 30
+    return f"{totp.token():06d}"
+
+
+def test_a_new_staff_member_sets_up_two_factor_then_signs_in_with_it(
+    page: Any, staff_world: World
+) -> None:
+    newcomer = staff_user("newcomer", SUPPORT)
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "newcomer")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+
+    # Signed in with the password only: the enrolment page, with the QR code drawn inline.
+    page.wait_for_selector("#staff-2fa-enrol-form")
+    qr = page.locator("#staff-2fa-qr svg")
+    assert qr.is_visible()
+    assert qr.bounding_box()["width"] > 100
+    secret = page.locator("#staff-2fa-secret").inner_text()
+    device = TOTPDevice.objects.get(user=newcomer)
+    assert base64.b32decode(secret.replace(" ", "")) == device.bin_key
+    assert not device.confirmed
+    page.goto("/admin/accounts/linkeduser/")  # nothing is reachable before the set-up
+    page.wait_for_selector("#staff-2fa-enrol-form")
+
+    page.fill("#id_token", app_code(secret))
+    page.click("#staff-2fa-enrol-form input[type=submit]")
+    page.wait_for_selector("#result_list, .paginator")
+    assert "Two-factor sign-in is set up" in page.locator(".messagelist").inner_text()
+    device.refresh_from_db()
+    assert device.confirmed
+
+    page.click("#logout-form button")
+    page.wait_for_selector("text=Log in again")
+
+    # From now on: password and code. Without the code the form refuses, like a bad password.
+    page.goto("/admin/login/?next=/admin/")
+    page.fill("#id_username", "newcomer")
+    page.fill("#id_password", PASSWORD)
+    page.click("input[type=submit]")
+    assert "authentication code" in page.locator(".errornote").inner_text()
+    log_in(page, "newcomer", steps_ahead=1)  # the enrolment used this time step's code
+
+    actions = list(
+        AuditEvent.objects.filter(actor="newcomer")
+        .order_by("occurred_at", "id")
+        .values_list("action", flat=True)
+    )
+    assert actions == [
+        AuditAction.STAFF_SIGNED_IN,
+        AuditAction.STAFF_2FA_ENROLLED,
+        AuditAction.STAFF_SIGNED_OUT,
+        AuditAction.STAFF_SIGN_IN_FAILED,
+        AuditAction.STAFF_SIGNED_IN,
+    ]
+    assert User.objects.get(username="newcomer").last_login is not None

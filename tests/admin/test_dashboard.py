@@ -17,7 +17,7 @@ from django.utils import timezone
 from accounts.dashboard import code_activity, keys_expiring_soon
 from accounts.models import AuthCode
 from devices.dashboard import active_devices_by_kind
-from tests.admin.conftest import World
+from tests.admin.conftest import World, logged_in
 from tests.factories import ApiKeyFactory, AuthCodeFactory, DeviceFactory
 
 NOW = dt.datetime(2026, 11, 29, 10, 30, tzinfo=dt.UTC)
@@ -95,9 +95,7 @@ def test_the_index_shows_the_dashboard(support: Client, world: World) -> None:
 def test_staff_see_the_parts_they_may_view(support_user, world: World) -> None:
     support_user.groups.clear()
     support_user.user_permissions.add(Permission.objects.get(codename="view_device"))
-    client = Client()
-    client.force_login(support_user)
-    page = client.get(reverse("admin:index")).text
+    page = logged_in(support_user).get(reverse("admin:index")).text
     assert 'id="dashboard-devices"' in page
     assert 'id="dashboard-codes"' not in page
     assert 'id="dashboard-keys"' not in page

@@ -27,7 +27,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.utils.safestring import mark_safe
 from django_otp import login as otp_login
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -38,6 +38,8 @@ from accounts.models import AuditAction
 from accounts.staff_signin import STAFF_TARGET, client_address
 
 DEVICE_NAME = "Authenticator app"
+# The session's own unconfirmed authenticator, while it sets one up.
+_PENDING_DEVICE = "staff_2fa_pending_device"
 
 
 def required() -> bool:
@@ -136,12 +138,22 @@ class EnrolmentForm(forms.Form):
     )
 
 
-def _pending_device(user: Any) -> TOTPDevice:
-    """The member's unconfirmed authenticator, kept across reloads of the page so the code
-    scanned a minute ago still works; made on the first visit."""
-    device = TOTPDevice.objects.filter(user=user, confirmed=False).order_by("pk").first()
+def _pending_device(request: HttpRequest, user: Any) -> TOTPDevice:
+    """This session's unconfirmed authenticator, kept across reloads of the page so the code
+    scanned a minute ago still works. Another session that starts setting up gets a key of its
+    own and voids this one: a key shown to one session (perhaps someone holding only the
+    password) is never the key another session confirms."""
+    pending = request.session.get(_PENDING_DEVICE)
+    device = (
+        TOTPDevice.objects.filter(pk=pending, user=user, confirmed=False).first()
+        if pending
+        else None
+    )
     if device is None:
-        device = TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+        with transaction.atomic():
+            TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+            device = TOTPDevice.objects.create(user=user, name=DEVICE_NAME, confirmed=False)
+        request.session[_PENDING_DEVICE] = device.pk
     return device
 
 
@@ -169,8 +181,8 @@ def enrolment_view(site: AdminSite, request: HttpRequest) -> HttpResponse:
     user = request.user
     if has_authenticator(user):
         # Set up already: this sign-in is confirmed with a code, on the sign-in page.
-        return HttpResponseRedirect(f"{login_url}?{REDIRECT_FIELD_NAME}={next_url}")
-    device = _pending_device(user)
+        return HttpResponseRedirect(f"{login_url}?{urlencode({REDIRECT_FIELD_NAME: next_url})}")
+    device = _pending_device(request, user)
     form = EnrolmentForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         if _confirm(request, device, form.cleaned_data["token"]):
@@ -197,15 +209,17 @@ def enrolment_view(site: AdminSite, request: HttpRequest) -> HttpResponse:
 
 
 def _confirm(request: HttpRequest, device: TOTPDevice, code: str) -> bool:
-    """Confirms the device with its first code, drops any other pending one, records the
-    enrolment and marks this session verified under a new session key."""
+    """Confirms the device with its first code, drops any other pending one, ends the
+    member's other sessions (none of them confirmed this key), records the enrolment and marks
+    this session verified under a new session key."""
     with transaction.atomic():
-        locked = TOTPDevice.objects.select_for_update().get(pk=device.pk)
-        if not locked.verify_token("".join(code.split())):
+        locked = TOTPDevice.objects.select_for_update().filter(pk=device.pk).first()
+        if locked is None or not locked.verify_token("".join(code.split())):
             return False
         locked.confirmed = True
         locked.save(update_fields=["confirmed"])
         TOTPDevice.objects.filter(user_id=locked.user_id, confirmed=False).delete()
+        _end_sessions(request.user, keep=request.session.session_key)
         username = request.user.get_username()
         audit.record(
             audit.event(
@@ -217,6 +231,7 @@ def _confirm(request: HttpRequest, device: TOTPDevice, code: str) -> bool:
                 details={"client_address": client_address(request)},
             )
         )
+    request.session.pop(_PENDING_DEVICE, None)
     request.session.cycle_key()
     otp_login(request, locked)
     return True
@@ -243,10 +258,10 @@ def remove_authenticators(*, user: Any, actor: Actor) -> int:
     return removed
 
 
-def _end_sessions(user: Any) -> None:
-    """Deletes the member's sessions. Sessions are not indexed by user, but only staff have
-    any (the APIs use none), so reading the live ones stays small."""
+def _end_sessions(user: Any, *, keep: str | None = None) -> None:
+    """Deletes the member's sessions (but `keep`). Sessions are not indexed by user, but only
+    staff have any (the APIs use none), so reading the live ones stays small."""
     user_id = str(user.pk)
-    for session in Session.objects.filter(expire_date__gt=timezone.now()).iterator():
-        if session.get_decoded().get(SESSION_KEY) == user_id:
-            session.delete()
+    live = Session.objects.filter(expire_date__gt=timezone.now()).exclude(session_key=keep)
+    ended = [s.session_key for s in live if s.get_decoded().get(SESSION_KEY) == user_id]
+    Session.objects.filter(session_key__in=ended).delete()

@@ -87,7 +87,10 @@ def lockout_response(
         "minutes": minutes,
         "login_url": reverse("admin:login"),
     }
-    return render(request, "admin/locked_out.html", context, status=429)
+    response = render(request, "admin/locked_out.html", context, status=429)
+    # At most this long: the lock ends that many minutes after the last failure.
+    response["Retry-After"] = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    return response
 
 
 def _is_admin_request(request: HttpRequest | None) -> bool:
@@ -137,11 +140,12 @@ def record_failed_sign_in(
 ) -> None:
     """Names the account only when it is a staff account: anything else typed there (a
     mistyped name, a password in the wrong field) is not kept. Never the password."""
-    if not _is_admin_request(request):
+    if not _is_admin_request(request) or getattr(request, "axes_locked_out", False):
+        # While locked out, further tries are refused unchecked: recording each would let
+        # anyone fill the audit trail.
         return
     _staff_event(
         AuditAction.STAFF_SIGN_IN_FAILED,
         existing_staff_username(credentials.get("username")) or "",
         client_address=client_address(request),
-        locked_out=bool(getattr(request, "axes_locked_out", False)),
     )

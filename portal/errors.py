@@ -1,5 +1,5 @@
 """The error envelope: every error code of the contract, its HTTP status, and the handlers
-that turn any failure (DRF's, Django's, ours) into `{"errorCode", "message", "request_id"}`.
+that turn any failure (DRF's, Django's, ours) into `{"errorCode", "message", "request_id", "ref"}`.
 """
 
 from __future__ import annotations
@@ -104,10 +104,12 @@ def error_body(
     message: str,
     fields: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
+    request_id = getattr(request, "request_id", None)
     body: dict[str, Any] = {
         "errorCode": code.value,
         "message": _encodable(message),
-        "request_id": getattr(request, "request_id", None),
+        "request_id": request_id,
+        "ref": request_id,  # the same: clients written for the platform we replace read `ref`
     }
     if fields:
         body["fields"] = {

@@ -15,6 +15,7 @@ class ErrorSerializer(serializers.Serializer):
     errorCode = serializers.ChoiceField(choices=[code.value for code in ErrorCode])
     message = serializers.CharField(help_text="A human-readable explanation.")
     request_id = serializers.CharField(help_text="Also in the X-Request-ID header.")
+    ref = serializers.CharField(help_text="The same as request_id, for clients that read `ref`.")
     fields = serializers.DictField(
         child=serializers.ListField(child=serializers.CharField()),
         required=False,

@@ -1,7 +1,7 @@
 """Fixed-window rate limits, counted in Redis (or in process memory without `REDIS_URL`).
 
-A counter per client and window costs one round trip whatever the rate: `INCR` and `EXPIRE …
-NX` in one pipeline, on a client of our own that is built once per process (Django's cache
+A counter per client and window costs one round trip whatever the rate: `INCR` and `EXPIRE`
+in one pipeline, on a client of our own that is built once per process (Django's cache
 builds a new client for every call and needs two calls per request).
 
 The limits only protect, so they fail open: when Redis errs or does not answer within
@@ -61,9 +61,11 @@ class RedisCounters:
         )
 
     def hit(self, key: str, period: int) -> int:
+        # The key names its window, so pushing its expiry on at each hit changes no count;
+        # plain EXPIRE works on every Redis (EXPIRE … NX needs 7.0).
         pipe = self._client.pipeline(transaction=False)
         pipe.incr(key)
-        pipe.expire(key, period + 1, nx=True)
+        pipe.expire(key, period + 1)
         count, _ = pipe.execute()
         return count
 
@@ -74,12 +76,14 @@ class LocalCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._counts: dict[str, tuple[int, float]] = {}
+        self._pruned_at = 0.0
 
     def hit(self, key: str, period: int) -> int:
         now = time.monotonic()
         with self._lock:
-            if len(self._counts) > 10_000:
+            if now - self._pruned_at > 1.0:  # drop ended windows, at most once a second
                 self._counts = {k: v for k, v in self._counts.items() if v[1] > now}
+                self._pruned_at = now
             count, expires = self._counts.get(key, (0, 0.0))
             count = count + 1 if expires > now else 1
             self._counts[key] = (count, expires if expires > now else now + period + 1)

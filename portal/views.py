@@ -95,11 +95,11 @@ def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_api_path(request.path):
         return defaults.server_error(request)
-    return JsonResponse(
-        {
-            "errorCode": ErrorCode.INTERNAL_ERROR.value,
-            "message": "Internal error; quote the request id to support.",
-            "request_id": getattr(request, "request_id", None),
-        },
+    response = JsonResponse(
+        error_body(
+            request, ErrorCode.INTERNAL_ERROR, "Internal error; quote the request id to support."
+        ),
         status=500,
     )
+    response.error_code = ErrorCode.INTERNAL_ERROR
+    return response

@@ -11,6 +11,7 @@ from django.db import connection
 from rest_framework.test import APIClient
 
 from portal import throttling
+from portal.db.postgresql.base import BREAKER
 from tests.factories import ApiKeyFactory, AppFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -54,6 +55,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _clear_cache() -> None:
     cache.clear()
     throttling.store.reset()  # the rate-limit counters of this process
+    BREAKER.reset()  # a test that made the database miss a deadline leaves the next alone
 
 
 @pytest.fixture

@@ -22,8 +22,11 @@ import time
 
 
 class GuardedCall:
-    """One call in flight: the socket to shut down and when. `expired` is set (under the
-    watchdog's lock, before the shutdown) when the watchdog interrupted the call."""
+    """One call in flight: the socket to shut down and when. `fileno` is a duplicate of the
+    connection's descriptor, owned by the watchdog until `release`: libpq may close its own
+    descriptor in the middle of a failing call, and that number may then be reused by any
+    other socket of the process. `expired` is set (under the watchdog's lock, before the
+    shutdown) when the watchdog interrupted the call."""
 
     __slots__ = ("deadline", "expired", "fileno")
 
@@ -51,10 +54,10 @@ class Watchdog:
     def watch(self, fileno: int, seconds: float) -> GuardedCall:
         """Start guarding a call on the socket `fileno`; pair with `release` in a `finally`.
 
-        The socket must stay open until `release` returns: the watchdog only touches a socket
-        while its call is registered, under the same lock, so it can never shut down a file
-        descriptor that was closed and reused for something else."""
-        call = GuardedCall(fileno, time.monotonic() + seconds)
+        The watchdog works on a duplicate of the descriptor, closed by `release` under the
+        same lock it acts under: it can never shut down a descriptor that was closed and
+        reused for something else."""
+        call = GuardedCall(os.dup(fileno), time.monotonic() + seconds)
         with self._condition:
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -70,6 +73,7 @@ class Watchdog:
     def release(self, call: GuardedCall) -> None:
         with self._condition:
             self._calls.discard(call)
+            os.close(call.fileno)
 
     def _watch(self) -> None:
         condition = self._condition

@@ -241,6 +241,40 @@ def test_first_sign_in_enrols_an_authenticator(support_user) -> None:
     assert signed_in_as(again) == "support"
 
 
+def test_a_key_shown_to_one_session_is_never_the_one_another_confirms(support_user) -> None:
+    """Someone holding only the password opens the set-up page and keeps the key it shows;
+    the member then sets up from a session of their own: that key is void, and confirming
+    ends the other session."""
+    enrol_url = reverse("admin:staff_2fa_enrol")
+    intruder = sign_in("support", address="203.0.113.66").client
+    seen = intruder.get(enrol_url).context["secret"]
+    member = sign_in("support", address="192.0.2.7").client
+    page = member.get(enrol_url)
+    assert page.context["secret"] != seen
+    device = TOTPDevice.objects.get(user=support_user)  # the intruder's key is gone
+    assert member.post(enrol_url, {"token": code(device)}).status_code == 302
+
+    assert intruder.get("/admin/")["Location"].startswith(LOGIN)  # signed out
+    stolen = TOTPDevice(user=support_user, key=_hex_key(seen))
+    assert signed_in_as(sign_in("support", otp=code(stolen))) is None
+
+
+def _hex_key(grouped_base32: str) -> str:
+    import base64
+
+    return base64.b32decode(grouped_base32.replace(" ", "")).hex()
+
+
+def test_the_lockout_says_when_to_retry_and_records_no_more_failures(support_user) -> None:
+    for n in range(5):
+        sign_in("support", "wrong password", address=f"198.51.100.{n}")
+    recorded = len(events(AuditAction.STAFF_SIGN_IN_FAILED))
+    locked = [sign_in("support", "wrong password") for _ in range(20)]
+    assert all(is_locked_out(answer) for answer in locked)
+    assert locked[-1]["Retry-After"] == str(settings.AXES_COOLOFF_TIME.seconds)
+    assert len(events(AuditAction.STAFF_SIGN_IN_FAILED)) == recorded  # not one row a try
+
+
 def test_a_session_without_the_code_reaches_nothing_but_sign_out(support_user) -> None:
     authenticator(support_user)
     client = Client()

@@ -90,7 +90,7 @@ class Portal:
             self.process = subprocess.Popen(  # noqa: S603 (our own programs and arguments)
                 [arg.format(port=self.port) for arg in argv],
                 cwd=settings.BASE_DIR,
-                env=_environment(cluster, **environ),
+                env=_environment(cluster, PORT=str(self.port), **environ),
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -142,6 +142,13 @@ GUNICORN = [
     "--no-control-socket",  # its default path is one per user, shared with other gunicorns
 ]
 RUNSERVER = [sys.executable, "manage.py", "runserver", "--noreload", "127.0.0.1:{port}"]
+# As the Procfile starts the web process: gthread workers (portal/gunicorn.py).
+THREADED = [
+    str(Path(sys.executable).parent / "gunicorn"),
+    "-c",
+    "python:portal.gunicorn",
+    "portal.wsgi",
+]
 
 
 @pytest.fixture
@@ -190,6 +197,45 @@ def test_a_frozen_database_answers_503_in_seconds_and_recovers(cluster, gunicorn
     assert "readiness: database answers again" in log
     assert "Service Unavailable: /readyz" not in log
     assert "Traceback" not in log
+
+
+def test_under_load_a_frozen_database_costs_one_wait_then_fails_at_once(cluster):
+    """Every thread of a web process busy with requests when PostgreSQL freezes: each waits
+    out its deadline once; from then on one call at a time tries the database and the others
+    answer 503 at once, so the process keeps answering its health checks."""
+    portal = Portal(cluster, THREADED, CONN_MAX_AGE="60", WEB_CONCURRENCY="1", WEB_THREADS="4")
+    answers: list[tuple[int, dict, float]] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            answers.append(_lookup(portal))
+
+    try:
+        for _ in range(8):
+            assert _lookup(portal)[0] in (200, 404)  # every thread keeps a connection
+        cluster.freeze()
+        clients = [threading.Thread(target=client) for _ in range(12)]
+        for thread in clients:
+            thread.start()
+        time.sleep(CONNECT_TIMEOUT + 1.5)  # the first wave has missed its deadlines
+        ready = [portal.request("GET", "/readyz") for _ in range(3)]
+        alive = [portal.request("GET", "/healthz") for _ in range(3)]
+        stop.set()
+        for thread in clients:
+            thread.join()
+    finally:
+        cluster.thaw()
+    try:
+        assert _lookup(portal)[0] in (200, 404)  # the first request after SIGCONT
+    finally:
+        portal.stop()
+
+    assert {status for status, _, _ in answers} == {503}, answers
+    quick = [took for _, _, took in answers if took < 0.5]
+    assert len(quick) > len(answers) * 0.8, sorted(took for _, _, took in answers)
+    assert all(status == 503 and took < 2 for status, _, took in ready), ready
+    assert all(status == 200 and took < 1 for status, _, took in alive), alive
 
 
 def test_a_statement_past_statement_timeout_answers_503_and_keeps_the_connection(cluster, gunicorn):

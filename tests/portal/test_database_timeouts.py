@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import OperationalError, connection
 
 from portal.db.config import is_runserver, process_kind
-from portal.db.postgresql.base import DatabaseWrapper
+from portal.db.postgresql.base import Breaker, DatabaseWrapper
 from portal.db.watchdog import Watchdog
 
 
@@ -68,6 +68,39 @@ def test_a_shorter_deadline_wakes_the_watchdog_early():
         watchdog.release(call)
         watchdog.release(long_call)
         assert not long_call.expired
+
+
+def test_a_descriptor_closed_mid_call_and_reused_is_never_shut_down():
+    """libpq closes its socket itself when the server drops the connection; the number can
+    be reused by another socket of the process before the guarded call is released."""
+    watchdog = Watchdog()
+    here, there = socket.socketpair()
+    number = here.fileno()
+    call = watchdog.watch(number, 0.2)
+    here.close()  # as libpq does in a failing call
+    reused, reused_peer = socket.socketpair()
+    with reused, reused_peer, there:
+        time.sleep(0.5)  # the deadline passes while the number belongs to someone else
+        watchdog.release(call)
+        assert call.expired
+        reused_peer.send(b"x")
+        assert reused.recv(1) == b"x"  # untouched, whichever number it got
+        reused.send(b"y")
+        assert reused_peer.recv(1) == b"y"
+
+
+def test_the_breaker_lets_one_call_probe_while_the_others_fail_at_once():
+    breaker = Breaker()
+    assert breaker.enter() is False  # closed: nothing to do
+    breaker.failed(probe=False)  # a call missed its deadline
+    assert breaker.enter() is True  # the next call probes
+    with pytest.raises(OperationalError, match="being tried again"):
+        breaker.enter()  # the others do not wait meanwhile
+    breaker.failed(probe=True)  # the probe missed too: the next call probes again
+    assert breaker.enter() is True
+    breaker.answered()  # it answered: closed for everybody
+    assert breaker.enter() is False
+    assert breaker.enter() is False
 
 
 def test_a_forked_child_gets_a_watchdog_of_its_own(sockets):

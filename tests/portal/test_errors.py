@@ -25,7 +25,7 @@ from tests.factories import ApiKeyFactory, AuthCodeFactory
 
 pytestmark = pytest.mark.django_db
 
-ENVELOPE = {"errorCode", "message", "request_id"}
+ENVELOPE = {"errorCode", "message", "request_id", "ref"}
 FRESH_ID = re.compile(r"[0-9a-f]{32}")
 
 
@@ -39,6 +39,7 @@ def assert_envelope(response, status: int, code: str) -> dict:
     assert body["errorCode"] == code, body
     assert isinstance(body["message"], str) and body["message"], body
     assert body["request_id"] and body["request_id"] == response["X-Request-ID"]
+    assert body["ref"] == body["request_id"]
     if "fields" in body:
         assert body["fields"] and all(
             isinstance(messages, list) and all(isinstance(m, str) for m in messages)

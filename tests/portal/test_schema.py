@@ -76,6 +76,7 @@ def test_fields_match_the_contract(schema):
         "errorCode",
         "message",
         "request_id",
+        "ref",
         "fields",
     }
 

@@ -18,6 +18,7 @@ request connects again.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -33,6 +34,54 @@ T = TypeVar("T")
 GRACE_SECONDS = 1.0
 # psycopg waits at least this long to connect, whatever connect_timeout says.
 PSYCOPG_MIN_CONNECT_TIMEOUT = 2.0
+
+
+class Breaker:
+    """Once the database failed to answer (a deadline passed, a connection attempt failed),
+    one call at a time finds out whether it answers again while every other call of the
+    process fails at once, instead of each thread sitting out the full timeouts of a frozen
+    server (and health checks queueing behind them). The first call after the database is
+    back succeeds: nothing waits for a clock. One per process; while the database answers, a
+    check costs an attribute read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failing = False
+        self._probing = False
+
+    def enter(self) -> bool:
+        """Raises OperationalError while another call probes; True when the caller probes."""
+        if not self._failing:
+            return False
+        with self._lock:
+            if not self._failing:
+                return False
+            if self._probing:
+                # Django's own class: raised outside its error wrapper (execute wrappers,
+                # commit), it still reaches the API's 503 mapping.
+                raise OperationalError(
+                    "the database did not answer moments ago and is being tried again"
+                )
+            self._probing = True
+            return True
+
+    def answered(self) -> None:
+        if self._failing:
+            with self._lock:
+                self._failing = self._probing = False
+
+    def failed(self, probe: bool) -> None:
+        with self._lock:
+            self._failing = True
+            if probe:
+                self._probing = False
+
+    def reset(self) -> None:
+        with self._lock:
+            self._failing = self._probing = False
+
+
+BREAKER = Breaker()
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -74,26 +123,53 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def init_connection_state(self) -> None:
         return self._within(self.setup_deadline, super().init_connection_state)
 
+    def get_new_connection(self, conn_params: dict[str, Any]) -> Any:
+        probe = BREAKER.enter()
+        answered = False
+        try:
+            connection = super().get_new_connection(conn_params)
+            answered = True
+            return connection
+        except self.Database.OperationalError:
+            raise  # refused, timed out: the database does not answer
+        except Exception:
+            answered = True  # something else went wrong, not the database's answering
+            raise
+        finally:
+            if answered:
+                BREAKER.answered()
+            else:
+                BREAKER.failed(probe)
+
     def _within(self, seconds: float | None, function: Callable[..., T], *args: Any) -> T:
         """Run a blocking call on this connection, interrupted after `seconds`."""
         fileno = self._socket() if seconds else None
         if fileno is None:
             return function(*args)
-        call = WATCHDOG.watch(fileno, seconds)
+        probe = BREAKER.enter()
+        expired = False
         try:
-            return function(*args)
-        except Exception as exc:
-            if call.expired:
-                raise OperationalError(
-                    f"the database did not answer within {seconds:g} s; connection dropped"
-                ) from exc
-            raise
+            call = WATCHDOG.watch(fileno, seconds)
+            try:
+                return function(*args)
+            except Exception as exc:
+                if call.expired:
+                    raise OperationalError(
+                        f"the database did not answer within {seconds:g} s; connection dropped"
+                    ) from exc
+                raise
+            finally:
+                WATCHDOG.release(call)
+                # Also when the call completed just as the deadline passed: the socket is shut
+                # down, so Django must check the connection and drop it.
+                expired = call.expired
+                if expired:
+                    self.errors_occurred = True
         finally:
-            WATCHDOG.release(call)
-            if call.expired:
-                # Also when the call completed just as the deadline passed: the socket is
-                # shut down, so Django must check the connection and drop it.
-                self.errors_occurred = True
+            if expired:
+                BREAKER.failed(probe)
+            else:
+                BREAKER.answered()
 
     def _socket(self) -> int | None:
         if self.connection is None:

@@ -33,11 +33,12 @@ from accounts.admin_base import (
     admin_change_url,
     staff_actor,
 )
-from accounts.admin_forms import AppForm, NewApiKeyForm, RotationForm
+from accounts.admin_forms import AppForm, NewApiKeyForm, ReasonForm, RotationForm
 from accounts.audit import Actor
 from accounts.models import (
     ApiKey,
     App,
+    AuditAction,
     AuditEvent,
     AuthCode,
     AuthCodeStatus,
@@ -319,7 +320,9 @@ class DisabledFilter(admin.SimpleListFilter):
 
 def _set_disabled(disabled: bool):
     def perform(user: LinkedUser, actor: Actor, data: dict) -> Outcome:
-        services.set_user_disabled(user=user, disabled=disabled, actor=actor)
+        services.set_user_disabled(
+            user=user, disabled=disabled, actor=actor, reason=data.get("reason", "")
+        )
         return Outcome(f"User {user.user_id} is {'disabled' if disabled else 'enabled'}.")
 
     return perform
@@ -363,7 +366,7 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     """The story of one user: who they are, their devices (added by `devices.admin`), their
     last codes and their audit timeline, each one bounded indexed query."""
 
-    list_display = ["user_id", "external_id", "app", "status", "disabled", "created_at"]
+    list_display = ["user_id", "external_id", "app", "state", "created_at"]
     list_select_related = ["app"]
     list_filter = ["app", "status", DisabledFilter]
     search_fields = ["user_id__exact", "external_id__startswith"]
@@ -372,7 +375,7 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
         "user_id",
         "external_id",
         "app",
-        "status",
+        "state",
         "disabled_at",
         "created_at",
         "deleted_at",
@@ -388,6 +391,7 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
             perform=_set_disabled(True),
             consequence=_disable_consequence,
             offered=lambda user: user.is_usable,
+            form=ReasonForm,
         ),
         StaffAction(
             name="enable",
@@ -410,9 +414,17 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("app")
 
-    @admin.display(boolean=True, description="disabled")
-    def disabled(self, user: LinkedUser) -> bool:
-        return user.disabled_at is not None
+    @admin.display(description="status")
+    def state(self, user: LinkedUser) -> str:
+        """The status and, in the same cell, whether the user is disabled: a disabled user
+        keeps its status ("active") but is refused, and must not read as plainly active."""
+        if not user.is_disabled:
+            return user.get_status_display()
+        return format_html(
+            '<strong class="user-disabled" title="disabled since {} UTC">{}, disabled</strong>',
+            f"{user.disabled_at:%Y-%m-%d %H:%M}",
+            user.get_status_display(),
+        )
 
     def audit_timeline(self, user: LinkedUser) -> tuple[Q, str]:
         """The user's whole story: its own events and those of its devices."""
@@ -435,6 +447,8 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
 
     def user_page_context(self, request: HttpRequest, user: LinkedUser) -> dict[str, Any]:
         context: dict[str, Any] = {}
+        if user.is_disabled:
+            context["disabled_banner"] = disabled_banner(request, user)
         if request.user.has_perm("accounts.view_authcode"):
             context["codes"] = recent_codes(user)
         if request.user.has_perm("accounts.view_auditevent"):
@@ -445,6 +459,24 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
                 reverse("admin:accounts_auditevent_changelist") + f"?q={user.user_id}"
             )
         return context
+
+
+def disabled_banner(request: HttpRequest, user: LinkedUser) -> dict[str, Any]:
+    """Since when, and, to whoever may read the audit trail, by whom and why: the last
+    user.disabled event, one indexed query, made only for a disabled user."""
+    event = None
+    if request.user.has_perm("accounts.view_auditevent"):
+        event = (
+            AuditEvent.objects.filter(user_ref=user.user_id, action=AuditAction.USER_DISABLED)
+            .order_by("-occurred_at", "-id")
+            .only("actor_type", "actor", "details")
+            .first()
+        )
+    return {
+        "since": user.disabled_at,
+        "by": f"{event.get_actor_type_display()} {event.actor}".strip() if event else "",
+        "reason": event.details.get("note", "") if event else "",
+    }
 
 
 def recent_codes(user: LinkedUser, now: dt.datetime | None = None) -> list[dict[str, Any]]:

@@ -11,7 +11,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from accounts.audit import MAX_NOTE_LENGTH
 from accounts.models import App, Scope
+from portal.text import validate_plain_text
 
 
 class EmailListField(forms.Field):
@@ -89,4 +91,23 @@ class RotationForm(forms.Form):
         max_value=24 * 30,
         initial=24,
         help_text="How long the old key keeps working, so the backend can switch over.",
+    )
+
+
+class ReasonForm(forms.Form):
+    """Why staff take a decision, for whoever reads the audit timeline later. Checked here
+    with the service's own limits, so a wrong reason is a form error, not a failed action."""
+
+    reason = forms.CharField(
+        required=False,
+        max_length=MAX_NOTE_LENGTH,
+        validators=[validate_plain_text],
+        error_messages={
+            "max_length": "At most %(limit_value)d characters, please (this has %(show_value)d).",
+            "control_characters": "Plain text on one line only: no line breaks, tabs or "
+            "other control characters.",
+        },
+        widget=forms.TextInput(attrs={"size": 80}),
+        label="Reason (optional)",
+        help_text="Plain text on one line, e.g. a ticket number. Kept in the audit timeline.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -12,6 +13,7 @@ from rest_framework.views import APIView
 from accounts import services
 from accounts.authentication import ApiKeyAuthentication, HasScope
 from accounts.models import Scope
+from portal.authorization import handled_methods
 from portal.errors import ErrorCode
 from portal.fields import TextField
 from portal.schema import BODY_ERRORS, error_responses
@@ -27,10 +29,30 @@ CUSTOMER_ERRORS = (
 
 
 class CustomerApiView(APIView):
+    """Base of the customer endpoints: an API key holding the scope the view names, in
+    `required_scopes`, for each method it handles. A class that handles a method without naming
+    its scope fails at import, so the mistake stops the process from starting instead of
+    opening the endpoint to every key (or refusing every key) in production."""
+
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasScope]
     throttle_classes = [ApiKeyThrottle]
     required_scopes: dict[str, str] = {}
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        unnamed = handled_methods(cls) - cls.required_scopes.keys()
+        if unnamed:
+            raise ImproperlyConfigured(
+                f"{cls.__module__}.{cls.__qualname__} handles {', '.join(sorted(unnamed))} but "
+                "names no scope for it: add it to required_scopes."
+            )
+        unknown = set(cls.required_scopes.values()) - set(Scope)
+        if unknown:
+            raise ImproperlyConfigured(
+                f"{cls.__module__}.{cls.__qualname__} requires unknown scopes "
+                f"{sorted(unknown)}; the scopes are {sorted(Scope.values)}."
+            )
 
 
 class AuthCodeView(CustomerApiView):

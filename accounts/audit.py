@@ -10,6 +10,10 @@ from typing import Any
 from django.utils import timezone
 
 from accounts.models import ActorType, ApiKey, AuditAction, AuditEvent, LinkedUser
+from portal.text import has_forbidden_characters
+
+MAX_NOTE_LENGTH = 500
+"""Enough for "customer reported the phone stolen, ticket 4711"; a bounded audit row."""
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,18 @@ class Actor:
     @classmethod
     def operator(cls, command: str) -> Actor:
         return cls(ActorType.OPERATOR, command)
+
+
+def note_details(note: str) -> dict[str, str]:
+    """The optional free-text reason staff give for a decision, as audit details: support
+    reading the timeline later needs the why, not only the what. Plain text on one line, at
+    most MAX_NOTE_LENGTH characters; blank means none. Raises ValueError otherwise."""
+    note = note.strip()
+    if len(note) > MAX_NOTE_LENGTH:
+        raise ValueError(f"the reason must be at most {MAX_NOTE_LENGTH} characters")
+    if has_forbidden_characters(note):
+        raise ValueError("the reason must not contain control characters (line breaks, tabs)")
+    return {"note": note} if note else {}
 
 
 def event(

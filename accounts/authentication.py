@@ -11,8 +11,11 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.models import ApiKey
 from portal import context
+from portal.authorization import authorised_as, handled_methods
 from portal.errors import ApiError, ErrorCode
 from portal.throttling import count_failed_key_check
+
+_SEND_THE_KEY = "Send the API key as 'Authorization: Bearer <key_id>.<secret>'."
 
 
 def bearer_token(request: Request) -> str | None:
@@ -30,7 +33,7 @@ class ApiKeyAuthentication(BaseAuthentication):
         if raw is None:
             raise ApiError(
                 ErrorCode.INVALID_API_KEY,
-                "Send the API key as 'Authorization: Bearer <key_id>.<secret>'.",
+                _SEND_THE_KEY,
                 headers=selectors.CHALLENGE,
             )
         try:
@@ -61,11 +64,22 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class HasScope(BasePermission):
-    """The key must hold the scope the view names for the method (`required_scopes`). A method
-    the view does not name is let through, to be answered 405 by the view."""
+    """The API key must hold the scope the view names for the method (`required_scopes`; HEAD
+    as GET, whose handler it runs). A method the view has no handler for passes, so that the
+    view answers it 405. A method it handles without naming a scope is refused: no key can hold
+    a scope nobody named (the customer base refuses such a class at import already; this
+    covers a view that uses the permission without the base)."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        scope = view.required_scopes.get(request.method)
-        if scope is not None and scope not in request.auth.scopes:
+        if not isinstance(request.auth, ApiKey):
+            # Only when paired with other authentication than ApiKeyAuthentication: no key, no way.
+            raise ApiError(ErrorCode.INVALID_API_KEY, _SEND_THE_KEY, headers=selectors.CHALLENGE)
+        method = authorised_as(request)
+        if method not in handled_methods(type(view)):
+            return True
+        scope = getattr(view, "required_scopes", {}).get(method)
+        if scope is None:
+            raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, f"No scope grants {method} here.")
+        if scope not in request.auth.scopes:
             raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'.")
         return True

@@ -126,8 +126,13 @@ class LinkedUser(models.Model):
         return self.user_id
 
     @property
+    def is_disabled(self) -> bool:
+        """Disabled by support (or the customer's console): refused whatever its status."""
+        return self.disabled_at is not None
+
+    @property
     def is_usable(self) -> bool:
-        return self.status != UserStatus.DELETED and self.disabled_at is None
+        return self.status != UserStatus.DELETED and not self.is_disabled
 
 
 class AuthCodeStatus(models.TextChoices):

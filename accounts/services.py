@@ -274,10 +274,17 @@ def issue_auth_code(
 
 
 def set_user_disabled(
-    *, user: LinkedUser, disabled: bool, actor: Actor, now: dt.datetime | None = None
+    *,
+    user: LinkedUser,
+    disabled: bool,
+    actor: Actor,
+    reason: str = "",
+    now: dt.datetime | None = None,
 ) -> None:
-    """Disabling refuses redemptions and access tokens until re-enabled; nothing is lost."""
+    """Disabling refuses redemptions and access tokens until re-enabled; nothing is lost.
+    `reason`, optional free text, is kept in the audit event (see `audit.note_details`)."""
     now = now or timezone.now()
+    details = audit.note_details(reason)
     with transaction.atomic():
         changed = (
             LinkedUser.objects.filter(pk=user.pk, disabled_at__isnull=disabled)
@@ -286,7 +293,7 @@ def set_user_disabled(
         )
         if changed:
             action = AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED
-            audit.record(audit.user_event(user, action, actor, now))
+            audit.record(audit.user_event(user, action, actor, now, **details))
     user.disabled_at = LinkedUser.objects.values_list("disabled_at", flat=True).get(pk=user.pk)
 
 

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from accounts.admin import LinkedUserAdmin
 from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin
 from accounts.admin_base import StaffAdmin, admin_change_url
+from accounts.admin_forms import ReasonForm
 from accounts.audit import Actor
 from accounts.models import LinkedUser, UserStatus
 from devices import services
@@ -22,13 +23,15 @@ USER_DEVICES_SHOWN = 20
 
 
 def state_in_words(device: Device) -> str:
+    """`device.user` must be loaded: the active device of a disabled user is refused too, and
+    must not read as plainly "Active"."""
     if device.is_active:
-        return "Active"
+        return "Active (user disabled)" if device.user.is_disabled else "Active"
     return f"Inactive: {InactiveReason(device.inactive_reason).label}"
 
 
 def _deactivate(device: Device, actor: Actor, data: dict) -> Outcome:
-    if services.deactivate_device(device=device, actor=actor):
+    if services.deactivate_device(device=device, actor=actor, reason=data.get("reason", "")):
         return Outcome(f"{device.install_id} is deactivated (Deactivated by support).")
     return Outcome(f"{device.install_id} was not active: nothing changed.", messages.WARNING)
 
@@ -120,6 +123,7 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
             perform=_deactivate,
             consequence=_deactivate_consequence,
             offered=lambda device: device.is_active,
+            form=ReasonForm,
         ),
         StaffAction(
             name="activate",

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.validators import RegexValidator
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,9 +16,10 @@ from accounts.audit import Actor
 from accounts.models import DeletionRequest, LinkedUser, Scope, UserStatus
 from accounts.selectors import PUBLIC_ID
 from devices import selectors, services
-from devices.authentication import AccessTokenAuthentication
+from devices.authentication import AccessTokenAuthentication, HasAccessToken
 from devices.models import FormFactor, InactiveReason, Platform
 from portal import context
+from portal.authorization import Public, handled_methods
 from portal.errors import ApiError, ErrorCode
 from portal.fields import TextField
 from portal.schema import BODY_ERRORS, error_responses
@@ -46,6 +48,13 @@ class UserOutput(serializers.Serializer):
     user_id = serializers.CharField()
     external_id = serializers.CharField()
     status = serializers.ChoiceField(choices=UserStatus.choices)
+    disabled = serializers.BooleanField(
+        source="is_disabled",
+        help_text=(
+            "True while support (or the customer's console) has disabled the user: its codes "
+            "and tokens are then refused with USER_DISABLED, whatever its status."
+        ),
+    )
     created_at = serializers.DateTimeField()
     devices = DeviceOutput(many=True)
 
@@ -125,7 +134,8 @@ class UserLookupView(CustomerApiView):
     @extend_schema(
         operation_id="find_user",
         tags=["customer"],
-        parameters=[OpenApiParameter("external_id", str, required=True)],
+        # The serializer itself, so the schema states the limits the view enforces.
+        parameters=[QuerySerializer],
         responses={
             200: UserOutput,
             **error_responses(
@@ -144,7 +154,22 @@ class UserLookupView(CustomerApiView):
 
 
 class SdkApiView(APIView):
+    """Base of the /sdk/ views: throttled per client address, before authentication. It grants
+    nothing by itself (the default permission refuses every request): a view inherits
+    DeviceApiView for an access token, or declares its own permission_classes, else importing
+    it fails. So a view that inherits this base instead of the device base cannot go unnoticed
+    as an unauthenticated endpoint."""
+
     throttle_classes = [ClientAddressThrottle]
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        below_base = cls.__mro__[: cls.__mro__.index(SdkApiView)]
+        if handled_methods(cls) and not any("permission_classes" in vars(k) for k in below_base):
+            raise ImproperlyConfigured(
+                f"{cls.__module__}.{cls.__qualname__} declares no permission_classes: inherit "
+                "DeviceApiView (access token), or declare them and say why."
+            )
 
     def perform_authentication(self, request: Request) -> None:
         # Throttled before authenticating, so that guessing tokens counts against the limit.
@@ -156,6 +181,12 @@ class SdkApiView(APIView):
 
 
 class RedeemView(SdkApiView):
+    # Public: the device has no credential yet; the authentication code in the body is the
+    # credential, and the redemption service checks it (single use, app, expiry). Guessing
+    # codes is limited by the per-address throttle, which runs first.
+    authentication_classes = []
+    permission_classes = [Public]
+
     class InputSerializer(serializers.Serializer):
         class DeviceInput(serializers.Serializer):
             install_id = TextField(
@@ -246,7 +277,10 @@ TOKEN_ERRORS = (ErrorCode.INVALID_ACCESS_TOKEN, ErrorCode.USER_DISABLED, ErrorCo
 
 
 class DeviceApiView(SdkApiView):
+    """Base of the SDK calls a device makes with its access token."""
+
     authentication_classes = [AccessTokenAuthentication]
+    permission_classes = [HasAccessToken]
 
 
 class StatusView(DeviceApiView):

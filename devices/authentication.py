@@ -5,7 +5,9 @@ from __future__ import annotations
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from accounts import crypto
 from accounts.authentication import bearer_token
@@ -14,6 +16,12 @@ from portal import context
 from portal.errors import ApiError, ErrorCode
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdk"'}
+
+
+def _invalid_token() -> ApiError:
+    return ApiError(
+        ErrorCode.INVALID_ACCESS_TOKEN, "Unknown, expired or void access token.", headers=_CHALLENGE
+    )
 
 
 class AccessTokenAuthentication(BaseAuthentication):
@@ -30,11 +38,7 @@ class AccessTokenAuthentication(BaseAuthentication):
                 .first()
             )
         if device is None or device.access_token_expires_at <= timezone.now():
-            raise ApiError(
-                ErrorCode.INVALID_ACCESS_TOKEN,
-                "Unknown, expired or void access token.",
-                headers=_CHALLENGE,
-            )
+            raise _invalid_token()
         context.tag_request(app_id=device.app.app_id)
         if not device.app.is_active:
             raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
@@ -44,6 +48,17 @@ class AccessTokenAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="sdk"'
+
+
+class HasAccessToken(BasePermission):
+    """The request was authenticated by a device's access token. AccessTokenAuthentication
+    already refuses every other request; this says so where the permissions are read, and
+    keeps refusing should the view's authentication ever be changed to something else."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        if not isinstance(request.auth, Device):
+            raise _invalid_token()
+        return True
 
 
 class AccessTokenScheme(OpenApiAuthenticationExtension):

@@ -392,12 +392,16 @@ def record_device_seen(*, device: Device, now: dt.datetime | None = None) -> Non
     device.last_seen_at = now
 
 
-def deactivate_device(*, device: Device, actor: Actor, now: dt.datetime | None = None) -> bool:
+def deactivate_device(
+    *, device: Device, actor: Actor, reason: str = "", now: dt.datetime | None = None
+) -> bool:
     """Support takes the active device out of service (DEACTIVATED_BY_SUPPORT). Its access
     token is kept: the SDK must still be able to read /sdk/status to learn why it stopped.
     Takes the user lock like redemption does. Returns False when the device was not active
-    (nothing changes: its reason already says why it is inactive)."""
+    (nothing changes: its reason already says why it is inactive). `reason`, optional free
+    text, is kept in the audit event (see `audit.note_details`)."""
     now = now or timezone.now()
+    details = audit.note_details(reason)
     with transaction.atomic():
         user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
         if user.status == UserStatus.DELETED:
@@ -406,7 +410,9 @@ def deactivate_device(*, device: Device, actor: Actor, now: dt.datetime | None =
         if not current.is_active:
             return False
         current.user = user
-        audit.record(_deactivate(current, InactiveReason.DEACTIVATED_BY_SUPPORT, actor, now))
+        audit.record(
+            _deactivate(current, InactiveReason.DEACTIVATED_BY_SUPPORT, actor, now, **details)
+        )
     device.is_active, device.inactive_reason = current.is_active, current.inactive_reason
     device.deactivated_at = current.deactivated_at
     return True

@@ -182,8 +182,10 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["portal.parsers.StrictJSONParser"],
     "DEFAULT_CONTENT_NEGOTIATION_CLASS": "portal.parsers.JSONFallbackNegotiation",
+    # Authorization denies by default: a view that does not declare who may call it (API key
+    # and scope, access token, or an explicit `Public` with the reason) refuses everyone.
     "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["portal.authorization.DenyUndeclared"],
     "UNAUTHENTICATED_USER": None,
     # Client address for the /sdk/ throttle: X-Forwarded-For is trusted only for as many
     # hops as there are proxies of ours in front; with none, a client could name any address.
@@ -204,6 +206,10 @@ SPECTACULAR_SETTINGS = {
     ),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs views are public on purpose: the document describes the public
+    # contract and holds no data; customers read it before they hold a key.
+    "SERVE_AUTHENTICATION": [],
+    "SERVE_PERMISSIONS": ["portal.authorization.Public"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,

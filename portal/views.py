@@ -10,6 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from portal.authorization import Public
 from portal.errors import ApiError, ErrorCode, error_body, error_response
 from portal.middleware import is_api_path
 from portal.readiness import readiness
@@ -50,6 +51,11 @@ _NotReady = inline_serializer(
 class HealthView(APIView):
     """Liveness: the process answers. Touches nothing else."""
 
+    # Public: load balancers and orchestrators probe it without credentials, and it reveals
+    # nothing but that the process runs.
+    authentication_classes = []
+    permission_classes = [Public]
+
     @extend_schema(tags=["operations"], responses={200: _Status}, auth=[])
     def get(self, request: Request) -> Response:
         return Response({"status": "ok"})
@@ -60,6 +66,11 @@ class ReadyView(APIView):
     process is degraded, still ready: taking every web process out of the load balancer at
     once because of Redis would turn a partial outage into a total one. Answers within 2 s
     whatever the services do."""
+
+    # Public: probed without credentials by load balancers; it reveals only whether the
+    # database and Redis answer.
+    authentication_classes = []
+    permission_classes = [Public]
 
     @extend_schema(tags=["operations"], responses={200: _Ready, 503: _NotReady}, auth=[])
     def get(self, request: Request) -> Response:

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import audit
+from accounts import audit, services
 from accounts.audit import Actor
 from accounts.models import AuditAction
 from tests.admin.conftest import World
@@ -135,6 +135,20 @@ def test_change_page_queries_do_not_grow_with_related_rows(
     add_rows(world, 45)
     with_50 = queries(support, url)
     assert with_5 == with_50, f"{url}: {with_5} queries with 5 rows, {with_50} with 50"
+
+
+def test_a_disabled_users_page_costs_one_query_more_whatever_its_history(
+    support: Client, world: World
+) -> None:
+    """The banner's last user.disabled event (who, why) is the one query a disabled user adds."""
+    url = reverse("admin:accounts_linkeduser_change", args=[world.user.pk])
+    more_of_the_user(world, 4)
+    enabled = queries(support, url)
+    services.set_user_disabled(user=world.user, disabled=True, actor=Actor.staff("support"))
+    with_5 = queries(support, url)
+    more_of_the_user(world, 45)
+    with_50 = queries(support, url)
+    assert (with_5, with_50) == (enabled + 1, enabled + 1)
 
 
 def test_dashboard_queries_do_not_grow_with_rows(support: Client, world: World) -> None:

@@ -3,7 +3,9 @@
 import pytest
 from rest_framework.test import APIClient
 
-from accounts.models import Scope, UserStatus
+from accounts import services as account_services
+from accounts.audit import Actor
+from accounts.models import LinkedUser, Scope, UserStatus
 from tests.factories import ApiKeyFactory, DeviceFactory, LinkedUserFactory
 from tests.helpers import issue_code, redeem
 
@@ -110,3 +112,31 @@ def test_read_query_budget(customer, app, crowded, django_assert_max_num_queries
     with django_assert_max_num_queries(3):
         response = customer.get(f"/users/{user.user_id}")
     assert len(response.json()["devices"]) == (100 if crowded else 0)
+
+
+@pytest.mark.parametrize("lookup", ["by_id", "by_external_id"])
+def test_a_disabled_user_says_so_on_both_lookups(customer, api, app, lookup):
+    """The customer learns it from the user object, not only when issuance answers 403; the
+    device stays active (re-enabling gives it back its place), the user object says why it
+    is refused."""
+    redeem(api, issue_code(customer, "alice")["authentication_code"], app.app_id, "phone-one-1")
+    user = LinkedUser.objects.get(app=app, external_id="alice")
+    path = f"/users/{user.user_id}" if lookup == "by_id" else "/users?external_id=alice"
+
+    enabled = customer.get(path).json()
+    assert (enabled["status"], enabled["disabled"]) == ("active", False)
+    assert list(enabled)[:4] == ["user_id", "external_id", "status", "disabled"]
+
+    account_services.set_user_disabled(user=user, disabled=True, actor=Actor.staff("support"))
+    disabled = customer.get(path).json()
+    assert (disabled["status"], disabled["disabled"]) == ("active", True)
+    assert disabled["devices"][0]["active"] is True
+    assert (
+        customer.post("/users/auth-code", {"external_id": "alice"}, format="json").json()[
+            "errorCode"
+        ]
+        == "USER_DISABLED"
+    )
+
+    account_services.set_user_disabled(user=user, disabled=False, actor=Actor.staff("support"))
+    assert customer.get(path).json()["disabled"] is False

@@ -58,6 +58,16 @@ def test_fields_match_the_contract(schema):
         "user_id",
         "existing_user",
     }
+    assert list(components["User"]["properties"]) == [
+        "user_id",
+        "external_id",
+        "status",
+        "disabled",
+        "created_at",
+        "devices",
+    ]
+    assert components["User"]["properties"]["disabled"]["type"] == "boolean"
+    assert "disabled" in components["User"]["required"]
     assert set(components["Device"]["properties"]) == {
         "install_id",
         "platform",
@@ -79,6 +89,17 @@ def test_fields_match_the_contract(schema):
         "ref",
         "fields",
     }
+
+
+def test_the_external_id_query_states_the_limits_the_view_enforces(schema, customer):
+    """A schema-driven fuzzer sends what the schema allows; an empty external id is refused."""
+    (parameter,) = schema["paths"]["/users"]["get"]["parameters"]
+    assert parameter["name"] == "external_id"
+    assert parameter["in"] == "query"
+    assert parameter["required"] is True
+    assert parameter["schema"] == {"type": "string", "minLength": 1, "maxLength": 256}
+    assert customer.get("/users?external_id=").status_code == 400
+    assert customer.get(f"/users?external_id={'a' * 257}").status_code == 400
 
 
 def test_docs_page_renders_without_a_cdn(api):

@@ -37,6 +37,7 @@ def _redis_answers() -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `postgres` or `redis` need the real service, `browser` Debian's chromium.
     Outside CI they are skipped when it is missing; in CI they run, and fail."""
+    _keep_module_fixtures_on_one_worker(items)
     if settings.IN_CI:
         return
     missing = {}
@@ -49,6 +50,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for marker in missing.keys() & set(item.keywords):
             item.add_marker(pytest.mark.skip(reason=f"needs {missing[marker]}"))
+
+
+def _keep_module_fixtures_on_one_worker(items: list[pytest.Item]) -> None:
+    """A module-scoped fixture (gunicorn processes, a throwaway PostgreSQL cluster, chromium)
+    is set up once per worker that runs one of the module's tests: its tests are sent to a
+    single worker (`--dist loadgroup`), so it is paid for once per run, as with `-n0`."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        if fixtures is None:
+            continue
+        if any(
+            definition.scope == "module"
+            for definitions in fixtures.name2fixturedefs.values()
+            for definition in definitions
+        ):
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 @pytest.fixture(autouse=True)
@@ -88,11 +105,6 @@ def customer(api_key) -> APIClient:
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.full_key}")
     client.api_key = api_key
     return client
-
-
-@pytest.fixture
-def on_postgres() -> bool:
-    return connection.vendor == "postgresql"
 
 
 @pytest.fixture(scope="module")

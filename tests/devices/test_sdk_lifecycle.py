@@ -1,6 +1,7 @@
 """GET /sdk/status, POST /sdk/token, POST /sdk/reset with access tokens."""
 
 import datetime as dt
+from collections.abc import Callable
 
 import pytest
 from django.utils import timezone
@@ -8,10 +9,17 @@ from rest_framework.test import APIClient
 
 from accounts import services as account_services
 from accounts.audit import Actor
+from accounts.models import App
 from devices.models import Device
 from tests.helpers import issue_code, redeem
 
 pytestmark = pytest.mark.django_db
+
+
+def _sdk(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
 
 
 def _redeemed(customer, app, install_id: str, **device) -> tuple[APIClient, dict]:
@@ -145,3 +153,34 @@ def test_status_query_budget(customer, app, django_assert_max_num_queries):
         assert sdk.get("/sdk/status").status_code == 200
     with django_assert_max_num_queries(1):
         assert sdk.get("/sdk/status").status_code == 200
+
+
+TOKEN_CALLS: dict[str, Callable[[APIClient], object]] = {
+    "GET /sdk/status": lambda client: client.get("/sdk/status"),
+    "POST /sdk/token": lambda client: client.post("/sdk/token"),
+    "POST /sdk/reset": lambda client: client.post("/sdk/reset"),
+}
+
+
+def test_token_calls_answer_app_disabled_while_the_app_is_disabled(customer, api, app):
+    """The access token is checked first (a disabled app's device still holds a valid one),
+    then the app: 403 APP_DISABLED on every token call, and nothing changes meanwhile, so once
+    the app is enabled again the same token works and the device is still active."""
+    issued = issue_code(customer, "disabled-app-user")
+    redeemed = redeem(api, issued["authentication_code"], app.app_id, "disabled-app-phone")
+    assert redeemed.status_code == 201, redeemed.content
+    token = redeemed.json()["access_token"]
+    App.objects.filter(pk=app.pk).update(is_active=False)
+
+    for name, call in TOKEN_CALLS.items():
+        response = call(_sdk(token))
+        assert response.status_code == 403, (name, response.content)
+        assert response.json()["errorCode"] == "APP_DISABLED", name
+
+    App.objects.filter(pk=app.pk).update(is_active=True)
+    status = _sdk(token).get("/sdk/status")
+    assert status.status_code == 200, status.content
+    assert (status.json()["device"]["active"], status.json()["device"]["inactive_reason"]) == (
+        True,
+        None,
+    )

@@ -53,8 +53,9 @@ def test_a_hung_redis_costs_one_short_timeout(customer, settings, tmp_path, capl
             elapsed = time.monotonic() - started
 
     assert answers == [200] * 20
-    # One timeout of THROTTLE_REDIS_TIMEOUT, then the store is left alone for a second.
-    assert elapsed < 1.0, elapsed
+    # One timeout of THROTTLE_REDIS_TIMEOUT (0.1 s), then the store is left alone for a
+    # second: waiting on every request would take 20 x 0.1 s at least.
+    assert elapsed < 2.0, elapsed
     assert _fail_open_count("api_key") - before == 20
     warnings = [r for r in caplog.records if r.name == "portal.throttling"]
     assert len(warnings) == 1  # at most once a minute per process

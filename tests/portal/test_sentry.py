@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 import sentry_sdk
 from celery import Celery
 from django.conf import settings
@@ -30,7 +29,7 @@ import portal.urls
 from accounts.api import AuthCodeView
 from portal import context
 from portal.sentry import init_sentry, scrub_event
-from tests.celery_worker import wait_until
+from tests.celery_worker import private_keys, wait_until
 
 
 class _IssueThenFail(AuthCodeView):
@@ -137,20 +136,28 @@ def test_an_unexpected_error_is_reported_with_its_request_id_and_without_secrets
         assert leak not in raw
 
 
+@pytest.fixture
+def key_prefix() -> Iterator[str]:
+    """Broker keys of this test's own on the shared Redis, deleted afterwards."""
+    with private_keys(settings.TEST_REDIS_URL) as prefix:
+        yield prefix
+
+
 @pytest.mark.redis
 def test_a_failing_task_on_a_worker_is_reported_with_the_request_id_it_carries(
-    collector, tmp_path: Path
+    collector, key_prefix: str, tmp_path: Path
 ):
-    """A worker process as the Procfile starts it, with SENTRY_DSN in its environment. Its
-    database has no tables, so the purge task fails."""
-    redis.Redis.from_url(settings.TEST_REDIS_URL).flushdb()
+    """A worker process as the Procfile starts it, with SENTRY_DSN in its environment (and
+    portal.settings with the test's key prefix). Its database has no tables, so the purge
+    task fails."""
     env = {
         name: value
         for name, value in os.environ.items()
         if not name.startswith(("PROMETHEUS_", "DJANGO_", "SENTRY_"))
     }
     env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
+        DJANGO_SETTINGS_MODULE="tests.worker_settings",
+        TEST_REDIS_KEY_PREFIX=key_prefix,
         SECRET_KEY="tests-only-secret-key-not-for-production",
         DATABASE_URL=f"sqlite:///{tmp_path / 'no-tables.sqlite3'}",
         REDIS_URL=settings.TEST_REDIS_URL,
@@ -167,6 +174,7 @@ def test_a_failing_task_on_a_worker_is_reported_with_the_request_id_it_carries(
         )  # fmt: skip
     try:
         sender = Celery("sender", broker=settings.TEST_REDIS_URL)
+        sender.conf.broker_transport_options = {"global_keyprefix": key_prefix}
         token = context.request_id.set("t-task-1")
         try:
             sender.send_task("accounts.tasks.purge_deleted_user", args=["a" * 24])

@@ -297,6 +297,19 @@ def set_user_disabled(
     user.disabled_at = LinkedUser.objects.values_list("disabled_at", flat=True).get(pk=user.pk)
 
 
+def delete_user_of_app(*, app_id: int, user_id: str, actor: Actor) -> DeletionRequest:
+    """A customer's deletion of one of its users, idempotent: a repeat answers the first
+    request, also once the purge removed the user (the request outlives it). USER_NOT_FOUND
+    for a user id the app never had."""
+    deletion = DeletionRequest.objects.filter(app_id=app_id, deleted_user_id=user_id).first()
+    if deletion is not None:
+        return deletion
+    user = LinkedUser.objects.filter(app_id=app_id, user_id=user_id).first()
+    if user is None:
+        raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+    return request_user_deletion(user=user, actor=actor)
+
+
 def request_user_deletion(
     *, user: LinkedUser, actor: Actor, now: dt.datetime | None = None
 ) -> DeletionRequest:
@@ -338,10 +351,10 @@ def request_user_deletion(
 
 
 def _enqueue_purge(request_id: str) -> None:
-    from accounts.tasks import purge_deleted_user
+    from accounts.tasks import purge_deleted_user as purge_deleted_user_task
 
     try:
-        purge_deleted_user.delay(request_id)
+        purge_deleted_user_task.delay(request_id)
     except Exception as exc:
         # Not lost: the deletion sweep picks up every request still pending.
         log.warning(

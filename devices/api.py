@@ -13,7 +13,7 @@ from rest_framework.views import APIView
 from accounts import services as account_services
 from accounts.api import CUSTOMER_ERRORS, CustomerApiView
 from accounts.audit import Actor
-from accounts.models import DeletionRequest, LinkedUser, Scope, UserStatus
+from accounts.models import LinkedUser, Scope, UserStatus
 from accounts.selectors import PUBLIC_ID
 from devices import selectors, services
 from devices.authentication import AccessTokenAuthentication, HasAccessToken
@@ -111,17 +111,11 @@ class UserDetailView(CustomerApiView):
         ),
     )
     def delete(self, request: Request, user_id: str) -> Response:
-        _valid_user_id(user_id)
-        app = request.auth.app
-        # A repeat answers the first request, also once the purge removed the user.
-        deletion = DeletionRequest.objects.filter(app=app, deleted_user_id=user_id).first()
-        if deletion is None:
-            user = LinkedUser.objects.filter(app=app, user_id=user_id).first()
-            if user is None:
-                raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
-            deletion = account_services.request_user_deletion(
-                user=user, actor=Actor.api_key(request.auth.key_id)
-            )
+        deletion = account_services.delete_user_of_app(
+            app_id=request.auth.app_id,
+            user_id=_valid_user_id(user_id),
+            actor=Actor.api_key(request.auth.key_id),
+        )
         return Response(self.DeletionOutput(deletion).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import services, tasks
+from accounts.audit import Actor
 from accounts.models import (
     AuthCode,
     AuthCodeStatus,
@@ -16,6 +17,7 @@ from accounts.models import (
     UserStatus,
 )
 from devices.models import Device
+from portal.errors import ApiError, ErrorCode
 from tests.factories import DeletionRequestFactory, LinkedUserFactory
 from tests.helpers import issue_code, redeem
 
@@ -129,3 +131,21 @@ def test_another_apps_deletion_request_is_not_revealed(customer):
     deletion = DeletionRequestFactory()
     response = customer.delete(f"/users/{deletion.deleted_user_id}")
     assert response.status_code == 404
+
+
+def test_the_deletion_service_answers_a_repeat_with_the_first_request(app):
+    """Idempotency lives in the service, whoever calls it: before and after the purge."""
+    user = LinkedUserFactory(app=app)
+    actor = Actor.api_key("0123456789abcdef")
+    first = services.delete_user_of_app(app_id=app.pk, user_id=user.user_id, actor=actor)
+    again = services.delete_user_of_app(app_id=app.pk, user_id=user.user_id, actor=actor)
+    assert again.request_id == first.request_id
+    services.purge_deleted_user(request_id=first.request_id)
+    after_purge = services.delete_user_of_app(app_id=app.pk, user_id=user.user_id, actor=actor)
+    assert after_purge.request_id == first.request_id
+    assert DeletionRequest.objects.count() == 1
+
+    other_app = LinkedUserFactory()  # a user of another app is not this app's to delete
+    with pytest.raises(ApiError) as refused:
+        services.delete_user_of_app(app_id=app.pk, user_id=other_app.user_id, actor=actor)
+    assert refused.value.error_code == ErrorCode.USER_NOT_FOUND

@@ -34,7 +34,7 @@ from accounts.models import (
     UserStatus,
 )
 from accounts.signals import user_deleted
-from portal.errors import ApiError, ErrorCode
+from portal.errors import ApiError, ErrorCode, describe_error
 
 log = logging.getLogger("portal.accounts")
 
@@ -361,7 +361,7 @@ def _enqueue_purge(request_id: str) -> None:
             "could not enqueue the purge of deletion %s (%s: %s); the deletion sweep will",
             request_id,
             exc.__class__.__name__,
-            str(exc).splitlines()[0] if str(exc) else "",
+            describe_error(exc),
         )
 
 

@@ -28,7 +28,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from portal import metrics
-from portal.errors import ApiError, ErrorCode
+from portal.errors import ApiError, ErrorCode, describe_error
 
 log = logging.getLogger("portal.throttling")
 
@@ -134,7 +134,7 @@ class _Store:
                     "rate limits are not enforced: redis failed (%s: %s); letting requests "
                     "through (warned at most once a minute)",
                     exc.__class__.__name__,
-                    str(exc).splitlines()[0] if str(exc) else "",
+                    describe_error(exc),
                 )
             return None
 

@@ -79,8 +79,8 @@ class KeyStatusFilter(admin.SimpleListFilter):
 class AppAdmin(StaffAdmin):
     form = AppForm
     list_display = ["name", "app_id", "is_active", "created_at"]
-    search_fields = ["app_id__exact", "name__icontains"]  # a few hundred tenants at most
-    search_help_text = "An app id, or part of an app's name."
+    search_fields = ["app_id__hexid", "name__icontains"]  # a few hundred tenants at most
+    search_help_text = "An app id, or part of an app's name (both in any case)."
     fields = [
         "name",
         "app_id",
@@ -183,8 +183,8 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
     ]
     list_select_related = ["app"]
     list_filter = [KeyStatusFilter, "app"]
-    search_fields = ["key_id__startswith"]
-    search_help_text = "A key id, or the start of one."
+    search_fields = ["key_id__hexprefix"]
+    search_help_text = "A key id, or the start of one (in any case)."
     fields = [
         "key_id",
         "app",
@@ -349,7 +349,12 @@ def _enable_consequence(user: LinkedUser) -> str:
 
 def _delete(user: LinkedUser, actor: Actor, data: dict) -> Outcome:
     deletion = services.request_user_deletion(user=user, actor=actor)
-    return Outcome(f"User {user.user_id} is deleted (request {deletion.request_id}).")
+    return Outcome(
+        f"User {user.user_id} is deleted: it can no longer be used, and its data is purged "
+        f"in the background. This deletion request ({deletion.request_id}) stays, with the "
+        "purge's status.",
+        shown_on=deletion,
+    )
 
 
 def _delete_consequence(user: LinkedUser) -> str:
@@ -369,8 +374,11 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     list_display = ["user_id", "external_id", "app", "state", "created_at"]
     list_select_related = ["app"]
     list_filter = ["app", "status", DisabledFilter]
-    search_fields = ["user_id__exact", "external_id__startswith"]
-    search_help_text = "A user id, or an external id or its start (case-sensitive)."
+    search_fields = ["user_id__hexid", "external_id__prefix"]
+    search_help_text = (
+        "A user id (in any case), or an external id or its start, in its exact case: "
+        '"Alice" and "alice" are two users.'
+    )
     fields = [
         "user_id",
         "external_id",
@@ -519,8 +527,8 @@ class AuthCodeAdmin(StaffAdmin):
     list_display = ["id", *fields]
     list_select_related = ["user", "app", "api_key"]
     list_filter = ["status"]
-    search_fields = ["user__user_id__exact"]
-    search_help_text = "The user id of the codes' user."
+    search_fields = ["user__user_id__hexid"]
+    search_help_text = "The user id of the codes' user (in any case)."
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("user", "app", "api_key")
@@ -545,8 +553,8 @@ class DeletionRequestAdmin(StaffAdmin):
     ]
     list_select_related = ["app"]
     list_filter = ["status"]
-    search_fields = ["request_id__exact", "deleted_user_id__exact"]
-    search_help_text = "A request id or the user id of the deleted user."
+    search_fields = ["request_id__hexid", "deleted_user_id__hexid"]
+    search_help_text = "A request id or the user id of the deleted user (in any case)."
     fields = [
         "request_id",
         "deleted_user_id",
@@ -586,9 +594,10 @@ class AuditEventAdmin(StaffAdmin):
     ]
     list_select_related = ["app"]
     list_filter = ["action", "actor_type"]
-    search_fields = ["user_ref__exact", "target_id__exact"]
+    search_fields = ["user_ref__hexid", "target_id__exact"]
     search_help_text = (
-        "A user id (the user's whole timeline), a key id, an install id or a staff username."
+        "A user id (the user's whole timeline, in any case), or exactly a key id, an install "
+        "id or a staff username."
     )
     fields = [
         "occurred_at",
@@ -607,7 +616,7 @@ class AuditEventAdmin(StaffAdmin):
         return super().get_queryset(request).select_related("app")
 
     def search_filter(self, term: str) -> Q:
-        return Q(user_ref=term) | Q(target_type__in=AUDIT_TARGET_TYPES, target_id=term)
+        return Q(user_ref__hexid=term) | Q(target_type__in=AUDIT_TARGET_TYPES, target_id=term)
 
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:

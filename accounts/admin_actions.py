@@ -34,6 +34,9 @@ class Outcome:
     level: int = messages.SUCCESS
     shown_once: tuple[str, str] | None = None
     """(what, secret) to show once on the answer page, e.g. a rotated key."""
+    shown_on: Model | None = None
+    """The object whose page tells what happened, to land on instead of the page the staff
+    member came from: a deleted user's own page is gone once its purge has run."""
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,7 @@ class StaffActionsMixin(admin.ModelAdmin):
     ) -> HttpResponse:
         actor = staff_actor(request)
         shown_once = []
+        landings = []
         for obj in objects:
             try:
                 outcome = action.perform(obj, actor, data)
@@ -162,6 +166,10 @@ class StaffActionsMixin(admin.ModelAdmin):
             self.message_user(request, outcome.message, outcome.level)
             if outcome.shown_once:
                 shown_once.append(outcome.shown_once)
+            if outcome.shown_on is not None:
+                landings.append(outcome.shown_on)
+        if landings:
+            next_url = self._landing(request, landings, next_url)
         if not shown_once:
             return HttpResponseRedirect(next_url)
         return shown_once_response(request, self, shown_once, next_url)
@@ -173,6 +181,21 @@ class StaffActionsMixin(admin.ModelAdmin):
             return action.consequence(obj), None
         except ValueError as exc:
             return "", str(exc)
+
+    def _landing(self, request: HttpRequest, landings: list[Model], next_url: str) -> str:
+        """The page of the one object that tells what happened, if the staff member may see
+        it, else this admin's list (the acted-on object's own page may be gone); after acting
+        on several objects, the list the staff member came from."""
+        if len(landings) > 1:
+            return next_url
+        [obj] = landings
+        if self.admin_site.get_model_admin(type(obj)).has_view_permission(request, obj):
+            return reverse(
+                f"admin:{obj._meta.app_label}_{obj._meta.model_name}_change",
+                args=[obj.pk],
+                current_app=self.admin_site.name,
+            )
+        return self._safe_next(request, "")
 
     def _safe_next(self, request: HttpRequest, candidate: str) -> str:
         if candidate and url_has_allowed_host_and_scheme(

@@ -3,6 +3,7 @@ unless a page says otherwise, because every write goes through a service."""
 
 from __future__ import annotations
 
+import re
 from functools import cached_property, reduce
 from operator import or_
 from typing import Any
@@ -11,7 +12,9 @@ from django.contrib import admin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Model, Q, QuerySet
+from django.db import NotSupportedError
+from django.db.models import BooleanField, CharField, Func, Model, Q, QuerySet, Subquery
+from django.db.models.lookups import Exact, StartsWith
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -21,6 +24,78 @@ from accounts.audit import Actor
 from accounts.models import AuditEvent
 
 TIMELINE_EVENTS = 50
+
+
+@CharField.register_lookup
+class Prefix(StartsWith):
+    """`startswith` with one meaning on every database: case-sensitive, as external ids are
+    ("Alice" and "alice" are two users). PostgreSQL's LIKE already is, and is served by the
+    `varchar_pattern_ops` indexes; SQLite's LIKE ignores the case of ASCII letters, so there
+    the prefix is matched with GLOB, which is case-sensitive and also served by an index."""
+
+    lookup_name = "prefix"
+
+    def get_rhs_op(self, connection: Any, rhs: str) -> str:
+        if not self.rhs_is_direct_value():
+            raise NotSupportedError("a prefix search compares with a value")
+        return connection.operators["startswith"] % rhs
+
+    def as_sqlite(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        if not self.rhs_is_direct_value():
+            raise NotSupportedError("a prefix search compares with a value")
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        pattern = re.sub(r"([*?\[])", r"[\1]", str(self.rhs)) + "*"
+        return f"{lhs} GLOB %s", [*lhs_params, pattern]
+
+
+@CharField.register_lookup
+class HexPrefix(Prefix):
+    """`prefix` after lower-casing the value, for the portal's lower-case hex ids (key ids)."""
+
+    lookup_name = "hexprefix"
+
+    def get_prep_lookup(self) -> Any:
+        if isinstance(self.rhs, str):
+            self.rhs = self.rhs.lower()
+        return super().get_prep_lookup()
+
+
+class InSubquery(Func):
+    """`expression IN (subquery)` that an index serves inside an OR: PostgreSQL runs an
+    `IN (subquery)` there as a filter on every row (a sequential scan), but `= ANY(ARRAY(
+    subquery))` once, as an init plan whose values the index scan then looks up."""
+
+    output_field = BooleanField()
+    conditional = True
+
+    def __init__(self, expression: Any, subquery: QuerySet) -> None:
+        super().__init__(expression, Subquery(subquery))
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list[Any]]:
+        lhs, lhs_params = compiler.compile(self.source_expressions[0])
+        rhs, rhs_params = compiler.compile(self.source_expressions[1])
+        return f"{lhs} IN {rhs}", [*lhs_params, *rhs_params]
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> tuple[str, list]:
+        lhs, lhs_params = compiler.compile(self.source_expressions[0])
+        rhs, rhs_params = compiler.compile(self.source_expressions[1])
+        return f"{lhs} = ANY(ARRAY{rhs})", [*lhs_params, *rhs_params]
+
+
+@CharField.register_lookup
+class HexId(Exact):
+    """`exact` after lower-casing the value: the ids the portal issues (`crypto.public_id`)
+    are lower-case hex, and support may paste one in upper case from a customer's ticket."""
+
+    lookup_name = "hexid"
+
+    def get_rhs_op(self, connection: Any, rhs: str) -> str:
+        return connection.operators["exact"] % rhs
+
+    def get_prep_lookup(self) -> Any:
+        if isinstance(self.rhs, str):
+            self.rhs = self.rhs.lower()
+        return super().get_prep_lookup()
 
 
 class CappedCountPaginator(Paginator):
@@ -102,8 +177,9 @@ class StaffAdmin(AuditHistoryMixin, admin.ModelAdmin):
 
     - No full-table COUNT: capped paginator, no full result count, no facet counts.
     - Search with exactly the lookups in `search_fields` (each must be served by an index:
-      `exact`, or `startswith` on a pattern-ops index), on the whole search text as one term
-      (external ids may contain spaces), never a case-insensitive or contains scan.
+      `exact`, `hexid` for the portal's lower-case ids, or `prefix` on a pattern-ops index),
+      on the whole search text as one term (external ids may contain spaces), never a
+      case-insensitive or contains scan, with the same results on PostgreSQL and SQLite.
     - Read-only: nothing is added, changed or deleted through the generic views.
     """
 

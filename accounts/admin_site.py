@@ -10,13 +10,16 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.cache import never_cache
 
 
 class StaffAdminSite(admin.AdminSite):
     """Staff outside the roles see nothing: where Django would show them an empty index,
-    they get 403, as on every model page.
+    they get 403, as on every model page, on a page that says why and offers sign-out
+    (a bare 403 reads as a fault of the portal, and leaves them signed in).
 
     With `STAFF_2FA_REQUIRED` a session counts only once an authenticator confirmed the
     sign-in (django-otp's `OTPAdminSite` rule); a staff member without one is sent to set it
@@ -58,9 +61,41 @@ class StaffAdminSite(admin.AdminSite):
                     return never_cache(view)(request, *args, **kwargs)
                 if not staff_2fa.has_authenticator(request.user):
                     return redirect_to_login(request.get_full_path(), self._enrolment_url())
-            return guarded(request, *args, **kwargs)
+            try:
+                return guarded(request, *args, **kwargs)
+            except PermissionDenied:
+                if not self._outside_the_roles(request):
+                    raise
+                return self._outside_the_roles_page(request)
 
         return update_wrapper(inner, guarded)
+
+    def _outside_the_roles(self, request: HttpRequest) -> bool:
+        """A signed-in staff member in none of the staff roles (one query, on a refusal
+        only); a member of a role refused one page keeps Django's 403."""
+        from accounts.roles import role_permissions
+
+        user = request.user
+        return (
+            user.is_authenticated
+            and user.is_active
+            and user.is_staff
+            and not user.is_superuser
+            and not user.groups.filter(name__in=role_permissions().keys()).exists()
+        )
+
+    def _outside_the_roles_page(self, request: HttpRequest) -> HttpResponse:
+        from accounts.roles import role_permissions
+
+        context = {
+            **self.each_context(request),
+            "title": "No staff role yet",
+            "roles": list(role_permissions()),
+            "logout_url": reverse("admin:logout", current_app=self.name),
+        }
+        response = TemplateResponse(request, "admin/outside_the_roles.html", context, status=403)
+        add_never_cache_headers(response)
+        return response
 
     def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         from django.contrib.auth.views import redirect_to_login

@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.admin import LinkedUserAdmin
 from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin
-from accounts.admin_base import StaffAdmin, admin_change_url
+from accounts.admin_base import InSubquery, StaffAdmin, admin_change_url
 from accounts.admin_forms import ReasonForm
 from accounts.audit import Actor
 from accounts.models import LinkedUser, UserStatus
@@ -95,8 +95,11 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
     ]
     list_select_related = ["user", "app"]
     list_filter = ["platform", "form_factor", "is_active", "inactive_reason"]
-    search_fields = ["install_id__startswith", "model__startswith"]
-    search_help_text = "An install id or a device model, or the start of one (case-sensitive)."
+    search_fields = ["install_id__prefix", "model__prefix"]
+    search_help_text = (
+        "An install id or a device model, or the start of one, in its exact case "
+        '("iPad" finds no "ipad").'
+    )
     fields = [
         "install_id",
         "user",
@@ -178,8 +181,16 @@ class UserAdmin(LinkedUserAdmin):
     list_display = [*LinkedUserAdmin.list_display[:-1], "active_device", "created_at"]
     list_filter = [*LinkedUserAdmin.list_filter, HasActiveDeviceFilter]
 
+    search_help_text = f"{LinkedUserAdmin.search_help_text} Or an install id of one of its devices."
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(has_active_device=_has_active_device())
+
+    def search_filter(self, term: str) -> Q:
+        """Also the users of the devices with this install id (one per app at most), by the
+        install id index: support often has only what the app's logs show."""
+        devices = Device.objects.filter(install_id=term).values("user_id")
+        return super().search_filter(term) | Q(InSubquery(F("pk"), devices))
 
     @admin.display(boolean=True, description="active device")
     def active_device(self, user: LinkedUser) -> bool:

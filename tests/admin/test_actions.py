@@ -67,6 +67,39 @@ def test_delete_a_user_through_the_deletion_service(
     assert len(staff_events(AuditAction.USER_DELETED, "support")) == 1
 
 
+def test_after_a_deletion_the_admin_lands_on_the_deletion_request(
+    support: Client, support_user: User, world: World
+) -> None:
+    grant(support_user, "erase_linkeduser")
+    user_page = reverse("admin:accounts_linkeduser_change", args=[world.user.pk])
+    response = support.post(
+        action_page(world.user, "delete"), {"ids": world.user.pk, "next": user_page}
+    )
+    deletion = DeletionRequest.objects.get(deleted_user_id=world.user.user_id)
+    deletion_page = reverse("admin:accounts_deletionrequest_change", args=[deletion.pk])
+    assert response.status_code == 302
+    assert response["Location"] == deletion_page
+    page = support.get(deletion_page)
+    assert page.status_code == 200
+    assert f"User {world.user.user_id} is deleted" in page.text
+    assert deletion.request_id in page.text
+
+
+def test_without_access_to_deletion_requests_the_admin_lands_on_the_users(
+    support: Client, support_user: User, world: World
+) -> None:
+    grant(support_user, "erase_linkeduser")
+    for group in support_user.groups.all():
+        group.permissions.remove(Permission.objects.get(codename="view_deletionrequest"))
+    user_page = reverse("admin:accounts_linkeduser_change", args=[world.user.pk])
+    response = support.post(
+        action_page(world.user, "delete"), {"ids": world.user.pk, "next": user_page}
+    )
+    assert response["Location"] == reverse("admin:accounts_linkeduser_changelist")
+    page = support.get(response["Location"])
+    assert f"User {world.user.user_id} is deleted" in page.text
+
+
 def test_deactivate_a_device_keeps_its_token_for_the_status_call(
     support: Client, world: World
 ) -> None:

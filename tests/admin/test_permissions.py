@@ -1,6 +1,7 @@
 """Who may see and do what: "Support" views everything, deactivates devices and disables or
 enables users; "Key administrators" also create, revoke and rotate keys; staff outside both
-roles get 403 on every page; anyone else is sent to the login page."""
+roles get 403 on every page, on a page that says why and offers sign-out; anyone else is sent
+to the login page."""
 
 from __future__ import annotations
 
@@ -25,11 +26,33 @@ def test_staff_outside_both_roles_get_403_on_every_page(outsider: Client, world:
         action_page(world.key, "rotate"),
     ]
     for url in pages:
-        assert outsider.get(url).status_code == 403, url
+        response = outsider.get(url)
+        assert response.status_code == 403, url
+        assert "holds no staff role" in response.text, url
+        assert response["Cache-Control"].startswith("max-age=0"), url
+
+
+def test_staff_outside_both_roles_are_told_why_and_offered_sign_out(outsider: Client) -> None:
+    page = outsider.get(reverse("admin:index"))
+    assert page.status_code == 403
+    assert page.templates[0].name == "admin/outside_the_roles.html"
+    assert "outsider" in page.text
+    assert "Support" in page.text and "Key administrators" in page.text
+    logout = reverse("admin:logout")
+    assert f'action="{logout}"' in page.text
+    assert 'value="Sign out"' in page.text
+    assert not any(url in page.text for url in changelists()), "no page is offered"
 
 
 def test_staff_outside_both_roles_can_still_log_out(outsider: Client) -> None:
     assert outsider.post(reverse("admin:logout")).status_code == 200
+    assert outsider.get(reverse("admin:index")).status_code == 302
+
+
+def test_a_role_refused_one_page_keeps_the_plain_403(support: Client, world: World) -> None:
+    response = support.get(action_page(world.key, "rotate"))
+    assert response.status_code == 403
+    assert "holds no staff role" not in response.text
 
 
 def test_anonymous_visitors_are_sent_to_the_login_page(client: Client, world: World) -> None:

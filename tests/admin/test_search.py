@@ -1,5 +1,6 @@
-"""Search finds by exact ids and by prefix, on the whole search text, case-sensitively, and
-only with lookups an index serves (on PostgreSQL the plans prove it)."""
+"""Search finds by exact ids and by prefix, on the whole search text, case-sensitively (but
+the portal's own lower-case hex ids in any case), with the same results on PostgreSQL and
+SQLite, and only with lookups an index serves (on PostgreSQL the plans prove it)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from django.urls import reverse
 from accounts.models import AuditEvent, LinkedUser
 from devices.models import Device
 from tests.admin.conftest import World
-from tests.factories import LinkedUserFactory
+from tests.factories import DeviceFactory, LinkedUserFactory
 
 
 def found(client: Client, name: str, term: str) -> list:
@@ -30,15 +31,66 @@ def test_users_by_user_id_or_external_id_prefix(support: Client, world: World) -
     assert found(support, "accounts_linkeduser", "alice@example.com") == [world.user]
     assert found(support, "accounts_linkeduser", "alice@") == [world.user]
     assert found(support, "accounts_linkeduser", "  bob smith ") == [spaced]
-    if connection.vendor == "postgresql":  # SQLite's LIKE ignores case
-        assert found(support, "accounts_linkeduser", "Alice") == []
     assert found(support, "accounts_linkeduser", "example.com") == []
     assert found(support, "accounts_linkeduser", world.user.user_id[:10]) == []
+
+
+def test_external_ids_match_in_their_exact_case_on_every_database(
+    support: Client, world: World
+) -> None:
+    upper = LinkedUserFactory(app=world.app, external_id="Alice")
+    lower = LinkedUserFactory(app=world.app, external_id="alice")
+    assert found(support, "accounts_linkeduser", "Alice@example.com") == []
+    assert found(support, "accounts_linkeduser", "Alice") == [upper]
+    assert set(found(support, "accounts_linkeduser", "alice")) == {lower, world.user}
+    assert found(support, "accounts_linkeduser", "ALICE") == []
+
+
+def test_pattern_characters_in_a_prefix_are_plain_characters(support: Client, world: World) -> None:
+    starred = LinkedUserFactory(app=world.app, external_id="a*b?c[d]_e%f")
+    LinkedUserFactory(app=world.app, external_id="aXbYcdZeGf")
+    for prefix in ["a*", "a*b?", "a*b?c[", "a*b?c[d]", "a*b?c[d]_e%"]:
+        assert found(support, "accounts_linkeduser", prefix) == [starred], prefix
+    assert found(support, "accounts_linkeduser", "a?") == []
+
+
+def test_a_user_id_in_upper_case_is_found(support: Client, world: World) -> None:
+    user_id = world.user.user_id.upper()
+    assert found(support, "accounts_linkeduser", user_id) == [world.user]
+    assert found(support, "accounts_authcode", user_id) == [world.code]
+    deleted = world.deletion.deleted_user_id.upper()
+    assert found(support, "accounts_deletionrequest", deleted) == [world.deletion]
+    request_id = world.deletion.request_id.upper()
+    assert found(support, "accounts_deletionrequest", request_id) == [world.deletion]
+    events = found(support, "accounts_auditevent", user_id)
+    assert [event.action for event in events] == ["user.created"]
+
+
+def test_the_portal_ids_of_keys_and_apps_are_found_in_any_case(
+    support: Client, world: World
+) -> None:
+    assert found(support, "accounts_apikey", world.key.key_id[:6].upper()) == [world.key]
+    assert found(support, "accounts_app", world.app.app_id.upper()) == [world.app]
+
+
+def test_a_user_is_found_by_an_install_id_of_one_of_its_devices(
+    support: Client, world: World
+) -> None:
+    other_app_device = DeviceFactory(install_id=world.phone.install_id)
+    assert set(found(support, "accounts_linkeduser", world.phone.install_id)) == {
+        world.user,
+        other_app_device.user,
+    }
+    assert found(support, "accounts_linkeduser", world.tablet.install_id) == [world.user]
+    assert found(support, "accounts_linkeduser", "phone-install") == [], "exact, not a prefix"
+    assert found(support, "accounts_linkeduser", "PHONE-INSTALL-0001") == []
 
 
 def test_devices_by_install_id_or_model_prefix(support: Client, world: World) -> None:
     assert found(support, "devices_device", "phone-install") == [world.phone]
     assert found(support, "devices_device", "iPad") == [world.tablet]
+    assert found(support, "devices_device", "ipad") == []
+    assert found(support, "devices_device", "Phone-install") == []
     assert found(support, "devices_device", "install") == []
 
 
@@ -55,7 +107,7 @@ def test_filters_and_searches_combine(support: Client, world: World) -> None:
     assert support.get(url, {"active_device": "no"}).context["cl"].result_count == 0
 
 
-def test_search_sql_is_exact_or_a_prefix_like_never_upper_or_contains(
+def test_search_sql_is_exact_or_a_case_sensitive_prefix_never_upper_or_contains(
     support: Client, world: World
 ) -> None:
     with CaptureQueriesContext(connection) as captured:
@@ -65,8 +117,9 @@ def test_search_sql_is_exact_or_a_prefix_like_never_upper_or_contains(
         for q in captured
         if "accounts_linkeduser" in q["sql"] and "LIMIT" in q["sql"] and "COUNT" not in q["sql"]
     ]
-    assert "LIKE" in search
-    assert "UPPER(" not in search
+    # SQLite's LIKE ignores case: there the prefix is a GLOB (case-sensitive, indexed too).
+    assert ("GLOB" if connection.vendor == "sqlite" else "LIKE") in search
+    assert "UPPER(" not in search and "LOWER(" not in search
     assert "'%alice" not in search
 
 
@@ -86,7 +139,15 @@ def plan(model: type[Model], term: str) -> str:
 @pytest.mark.parametrize(
     ("model", "indexes"),
     [
-        (LinkedUser, ["on accounts_linkeduser_user_id", "linkeduser_external_id_like"]),
+        (
+            LinkedUser,
+            [
+                "on accounts_linkeduser_user_id",
+                "linkeduser_external_id_like",
+                "device_install_id_like",
+                "accounts_linkeduser_pkey",
+            ],
+        ),
         (Device, ["device_install_id_like", "device_model_like"]),
         (AuditEvent, ["audit_user_timeline", "audit_target"]),
     ],

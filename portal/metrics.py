@@ -146,6 +146,13 @@ def _route(request: HttpRequest, status: int) -> ResolverMatch | None:
     return match
 
 
+def route_of(request: HttpRequest, status: int) -> str:
+    """The route label of a request: its URL pattern, or `unmatched` (also the request
+    summary's, so logs and metrics name routes alike)."""
+    match = _route(request, status)
+    return match.route if match is not None and match.route else _UNMATCHED
+
+
 def _outcome(response: HttpResponse) -> str:
     if response.status_code < 400:
         return "ok"

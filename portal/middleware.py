@@ -12,7 +12,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
-from portal import context
+from portal import context, metrics
 from portal.errors import ApiError, ErrorCode, error_response, handle_uncaught
 
 request_log = logging.getLogger("portal.request")
@@ -55,18 +55,12 @@ class RequestIdMiddleware:
             context.request_id.reset(id_token)
 
 
-def route_of(request: HttpRequest) -> str:
-    """The URL pattern that served the request (bounded, free of ids), or `unmatched`."""
-    match = getattr(request, "resolver_match", None)
-    return match.route if match is not None and match.route else "unmatched"
-
-
 def _log_summary(
     request: HttpRequest, response: HttpResponse, tags: dict[str, str], started: float
 ) -> None:
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    route = route_of(request)
     status = response.status_code
+    route = metrics.route_of(request, status)
     fields: dict[str, object] = {
         "method": request.method,
         "route": route,

@@ -118,6 +118,18 @@ def test_unmatched_paths_and_sdk_calls_are_summarised(api, app, customer, captur
     assert (status["route"], status["app_id"], status["key_id"]) == ("sdk/status", app.app_id, None)
 
 
+def test_an_answer_given_before_routing_is_summarised_under_its_route(api, captured, settings):
+    """The early 413 answers before Django resolves the URL; logs and metrics still name it."""
+    settings.API_MAX_BODY_BYTES = 10
+    api.post("/users/auth-code", {"external_id": "x" * 50}, format="json")
+    [summary] = _summaries(captured)
+    assert (summary["route"], summary["status"], summary["errorCode"]) == (
+        "users/auth-code",
+        413,
+        "PAYLOAD_TOO_LARGE",
+    )
+
+
 def test_no_secret_and_no_external_id_in_any_line(api, app, customer, captured, settings):
     """Every kind of request, failures included, in JSON and in text: neither the key, the
     code, the token nor the external id appears anywhere."""

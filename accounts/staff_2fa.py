@@ -35,7 +35,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import AuditAction
-from accounts.staff_signin import STAFF_TARGET, client_address
+from accounts.staff_signin import STAFF_TARGET
+from portal.throttling import client_address
 
 DEVICE_NAME = "Authenticator app"
 # The session's own unconfirmed authenticator, while it sets one up.

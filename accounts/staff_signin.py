@@ -1,5 +1,5 @@
-"""Staff sign-in to the admin: the client address, the lockout (django-axes) and the audit
-events of sign-ins, sign-outs and failed sign-ins.
+"""Staff sign-in to the admin: the lockout (django-axes) and the audit events of sign-ins,
+sign-outs and failed sign-ins. The client address is the rate limits' (`portal.throttling`).
 
 The lockout counts failures per account and per client address in the database (axes'
 database handler), so the admin never needs Redis. The customer and SDK APIs never call
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import ipaddress
 from typing import Any
 
 from django.conf import settings
@@ -21,27 +20,14 @@ from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
-from rest_framework.throttling import BaseThrottle
 
 from accounts import audit
 from accounts.audit import Actor
 from accounts.models import AuditAction
+from portal.throttling import client_address
 
 STAFF_TARGET = "staff"
 """The audit target type of a staff account; its target id is the username."""
-
-
-def client_address(request: HttpRequest) -> str | None:
-    """The client's address as the API's throttles see it: `X-Forwarded-For` is trusted for
-    exactly `NUM_PROXIES` hops (DRF's rule), and with none the socket address counts, so a
-    client cannot pick its own address. Anything that is not an address (a misconfigured
-    proxy count meets a forged header) falls back to the socket address."""
-    for candidate in (BaseThrottle().get_ident(request), request.META.get("REMOTE_ADDR")):
-        try:
-            return str(ipaddress.ip_address((candidate or "").strip()))
-        except ValueError:
-            continue
-    return None
 
 
 def existing_staff_username(username: object) -> str | None:

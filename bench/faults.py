@@ -229,7 +229,7 @@ def slow_clients(portal: Portal, count: int, seconds: float) -> dict:
     """Slow clients hold request bodies open while /healthz and issuance are timed."""
     sockets = []
     for _ in range(count):
-        sock = socket.create_connection(("127.0.0.1", portal.port))
+        sock = socket.create_connection(("127.0.0.1", portal.port), timeout=5)
         sock.sendall(
             b"POST /users/auth-code HTTP/1.1\r\nHost: localhost\r\n"
             b"Content-Type: application/json\r\nContent-Length: 4000\r\n\r\n{"

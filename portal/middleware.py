@@ -58,8 +58,11 @@ class RequestIdMiddleware:
 def _log_summary(
     request: HttpRequest, response: HttpResponse, tags: dict[str, str], started: float
 ) -> None:
-    duration_ms = round((time.perf_counter() - started) * 1000, 1)
     status = response.status_code
+    level = logging.ERROR if status >= 500 else logging.INFO
+    if not request_log.isEnabledFor(level):
+        return
+    duration_ms = round((time.perf_counter() - started) * 1000, 1)
     route = metrics.route_of(request, status)
     fields: dict[str, object] = {
         "method": request.method,
@@ -70,7 +73,6 @@ def _log_summary(
         "key_id": tags.get("key_id"),
         "errorCode": getattr(response, "error_code", None),
     }
-    level = logging.ERROR if status >= 500 else logging.INFO
     request_log.log(
         level, "%s %s %s %.1fms", request.method, route, status, duration_ms, extra=fields
     )

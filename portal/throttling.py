@@ -12,6 +12,7 @@ so a hung Redis costs one timeout per second per process, not one per request.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import threading
@@ -23,6 +24,7 @@ import redis
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.dispatch import receiver
+from django.http import HttpRequest
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
@@ -189,10 +191,18 @@ ADDRESS_FAILURES = Limit(
 )
 
 
-def client_address(request: Request) -> str:
-    """The client's address: `X-Forwarded-For` is trusted only for as many hops as there are
-    proxies of ours in front (`NUM_PROXIES`); with none, the socket address counts."""
-    return BaseThrottle().get_ident(request)
+def client_address(request: HttpRequest) -> str | None:
+    """The client's address, the one rate limits and the staff lockout count per:
+    `X-Forwarded-For` is trusted for exactly `NUM_PROXIES` hops (DRF's rule), and with none the
+    socket address counts, so a client cannot pick its own address. Anything that is not an
+    address (a misconfigured proxy count meets a forged header) falls back to the socket
+    address."""
+    for candidate in (BaseThrottle().get_ident(request), request.META.get("REMOTE_ADDR")):
+        try:
+            return str(ipaddress.ip_address((candidate or "").strip()))
+        except ValueError:
+            continue
+    return None
 
 
 class LimitThrottle(BaseThrottle):
@@ -224,7 +234,7 @@ class ClientAddressThrottle(LimitThrottle):
     limit = SDK
 
     def ident(self, request: Request) -> str:
-        return client_address(request)
+        return client_address(request) or "unknown"
 
 
 def count_failed_key_check(request: Request, *, existing_key_id: str | None) -> None:
@@ -232,4 +242,4 @@ def count_failed_key_check(request: Request, *, existing_key_id: str | None) -> 
     if existing_key_id is not None:
         KEY_FAILURES.hit(existing_key_id)
     else:
-        ADDRESS_FAILURES.hit(client_address(request))
+        ADDRESS_FAILURES.hit(client_address(request) or "unknown")

@@ -19,7 +19,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent
-from accounts.staff_signin import client_address
+from portal.throttling import client_address
 from tests.admin.conftest import PASSWORD, World, logged_in
 from tests.helpers import issue_code
 from tests.staff import authenticator, code

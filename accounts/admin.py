@@ -8,7 +8,8 @@ admin is defined here and registered by `devices.admin`, which adds the user's d
 from __future__ import annotations
 
 import datetime as dt
-import secrets
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from django.contrib import admin, messages
@@ -24,16 +25,26 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from accounts import services
+from accounts import crypto, services
 from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin, shown_once_response
 from accounts.admin_base import (
     TIMELINE_EVENTS,
     AuditHistoryMixin,
     StaffAdmin,
     admin_change_url,
+    app_name,
+    clipped,
     staff_actor,
+    when,
 )
-from accounts.admin_forms import AppForm, NewApiKeyForm, ReasonForm, RotationForm
+from accounts.admin_forms import (
+    AppForm,
+    NewApiKeyForm,
+    ReasonForm,
+    RotationForm,
+    issue_form_nonce,
+    take_form_nonce,
+)
 from accounts.audit import Actor
 from accounts.models import (
     ApiKey,
@@ -44,22 +55,17 @@ from accounts.models import (
     AuthCodeStatus,
     DeletionRequest,
     LinkedUser,
-    UserStatus,
 )
-from accounts.selectors import KeyStatus, api_key_status, api_keys_with_rotation
+from accounts.selectors import (
+    KeyStatus,
+    api_key_status,
+    api_keys_with_rotation,
+    key_status_filter,
+)
+from portal.errors import DomainError
 
 RECENT_CODES = 20
 KEYS_SHOWN = 20
-
-
-def key_status_filter(status: KeyStatus, now: dt.datetime) -> Q:
-    """`api_key_status` as a filter, for keys annotated by `api_keys_with_rotation`."""
-    revoked = Q(revoked_at__lte=now)
-    if status == KeyStatus.REVOKED:
-        return revoked
-    if status == KeyStatus.EXPIRED:
-        return ~revoked & Q(expires_at__lte=now)
-    return ~revoked & Q(expires_at__gt=now, rotated=status == KeyStatus.IN_GRACE)
 
 
 class KeyStatusFilter(admin.SimpleListFilter):
@@ -78,7 +84,7 @@ class KeyStatusFilter(admin.SimpleListFilter):
 @admin.register(App)
 class AppAdmin(StaffAdmin):
     form = AppForm
-    list_display = ["name", "app_id", "is_active", "created_at"]
+    list_display = ["display_name", "app_id", "is_active", "created_at"]
     search_fields = ["app_id__hexid", "name__icontains"]  # a few hundred tenants at most
     search_help_text = "An app id, or part of an app's name (both in any case)."
     fields = [
@@ -105,6 +111,10 @@ class AppAdmin(StaffAdmin):
             **{field: form.cleaned_data[field] for field in AppForm.Meta.fields},
         )
 
+    @admin.display(description="name")
+    def display_name(self, app: App) -> str:
+        return clipped(app.name, wide=True)
+
     @admin.display(description="API keys")
     def key_summary(self, app: App) -> str:
         now = timezone.now()
@@ -122,7 +132,7 @@ class AppAdmin(StaffAdmin):
                     key.key_id,
                     key.name,
                     api_key_status(key, rotated=key.rotated, now=now),
-                    f"{key.expires_at:%Y-%m-%d %H:%M}",
+                    when(key.expires_at),
                 )
                 for key in keys[:KEYS_SHOWN]
             ),
@@ -143,26 +153,22 @@ def _revoke(key: ApiKey, actor: Actor, data: dict) -> Outcome:
 
 
 def _revoke_consequence(key: ApiKey) -> str:
-    if key.revoked_at is not None:
-        raise ValueError("already revoked")
     return "Refused at once, for good: every request with this key answers 401 API_KEY_REVOKED."
 
 
 def _rotate(key: ApiKey, actor: Actor, data: dict) -> Outcome:
-    new = services.rotate_api_key(
+    rotation = services.rotate_api_key(
         api_key=key, grace=dt.timedelta(hours=data["grace_hours"]), actor=actor
     )
+    new = rotation.new
     return Outcome(
         f"Key {key.key_id} rotated to {new.api_key.key_id}; the old key works until "
-        f"{key.expires_at:%Y-%m-%d %H:%M} UTC.",
+        f"{rotation.old_key.expires_at:%Y-%m-%d %H:%M} UTC.",
         shown_once=(f"New key {new.api_key.key_id} ({key.name}) of {key.app}", new.full_key),
     )
 
 
 def _rotate_consequence(key: ApiKey) -> str:
-    status = api_key_status(key, rotated=key.rotated)
-    if status != KeyStatus.ACTIVE:
-        raise ValueError(f"the key is {status}: only an active key can be rotated")
     return (
         "A new key with the same app, name and scopes is created and shown once. This key keeps "
         "working for the grace period below (never past its own expiry), then expires."
@@ -173,15 +179,15 @@ def _rotate_consequence(key: ApiKey) -> str:
 class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
     list_display = [
         "key_id",
-        "name",
-        "app",
-        "scope_list",
         "status",
-        "created_at",
         "expires_at",
         "last_used_at",
+        "key_name",
+        app_name,
+        "scope_list",
     ]
     list_select_related = ["app"]
+    sortable_by = ["expires_at"]
     list_filter = [KeyStatusFilter, "app"]
     search_fields = ["key_id__hexprefix"]
     search_help_text = "A key id, or the start of one (in any case)."
@@ -205,16 +211,16 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
             label="Revoke",
             permission="accounts.revoke_apikey",
             perform=_revoke,
+            check=services.check_revocable,
             consequence=_revoke_consequence,
-            offered=lambda key: key.revoked_at is None,
         ),
         StaffAction(
             name="rotate",
             label="Rotate",
             permission="accounts.rotate_apikey",
             perform=_rotate,
+            check=services.check_rotatable,
             consequence=_rotate_consequence,
-            offered=lambda key: api_key_status(key, rotated=key.rotated) == KeyStatus.ACTIVE,
             form=RotationForm,
         ),
     )
@@ -228,9 +234,13 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
     def audit_timeline(self, key: ApiKey) -> tuple[Q, str]:
         return Q(target_type="api_key", target_id=key.key_id), key.key_id
 
+    @admin.display(description="name")
+    def key_name(self, key: ApiKey) -> str:
+        return clipped(key.name)
+
     @admin.display(description="scopes")
     def scope_list(self, key: ApiKey) -> str:
-        return ", ".join(key.scopes)
+        return format_html('<span class="wraps">{}</span>', ", ".join(key.scopes))
 
     @admin.display(description="status")
     def status(self, key: ApiKey) -> str:
@@ -252,7 +262,7 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
             raise PermissionDenied
         form = NewApiKeyForm(request.POST or None, initial={"app": request.GET.get("app")})
         if request.method == "POST" and form.is_valid():
-            if not _take_form_nonce(request, request.POST.get("form_nonce", "")):
+            if not take_form_nonce(request, request.POST.get("form_nonce", "")):
                 self.message_user(
                     request,
                     "This form was already sent: the key it created was shown once and "
@@ -269,8 +279,8 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
                     expires_in_days=data["expires_in_days"],
                     actor=staff_actor(request),
                 )
-            except ValueError as exc:
-                form.add_error(None, str(exc))
+            except DomainError as exc:
+                form.add_error(None, exc.message)
             else:
                 key = new.api_key
                 self.message_user(request, f"Key {key.key_id} created.")
@@ -283,26 +293,9 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
             "opts": self.opts,
             "title": "Add API key",
             "form": form,
-            "form_nonce": _issue_form_nonce(request),
+            "form_nonce": issue_form_nonce(request),
         }
         return TemplateResponse(request, "admin/accounts/apikey/add_form.html", context)
-
-
-_FORM_NONCES = "apikey_form_nonces"
-
-
-def _issue_form_nonce(request: HttpRequest) -> str:
-    nonce = secrets.token_urlsafe(16)
-    request.session[_FORM_NONCES] = [*request.session.get(_FORM_NONCES, [])[-9:], nonce]
-    return nonce
-
-
-def _take_form_nonce(request: HttpRequest, nonce: str) -> bool:
-    nonces = request.session.get(_FORM_NONCES, [])
-    if nonce not in nonces:
-        return False
-    request.session[_FORM_NONCES] = [n for n in nonces if n != nonce]
-    return True
 
 
 class DisabledFilter(admin.SimpleListFilter):
@@ -318,7 +311,7 @@ class DisabledFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _set_disabled(disabled: bool):
+def _set_disabled(disabled: bool) -> Callable[[LinkedUser, Actor, dict], Outcome]:
     def perform(user: LinkedUser, actor: Actor, data: dict) -> Outcome:
         services.set_user_disabled(
             user=user, disabled=disabled, actor=actor, reason=data.get("reason", "")
@@ -329,10 +322,6 @@ def _set_disabled(disabled: bool):
 
 
 def _disable_consequence(user: LinkedUser) -> str:
-    if user.status == UserStatus.DELETED:
-        raise ValueError("the user is deleted")
-    if user.disabled_at is not None:
-        raise ValueError("already disabled")
     return (
         "Code redemptions and the access tokens of the user's devices are refused until the "
         "user is enabled again. Nothing is lost."
@@ -340,10 +329,6 @@ def _disable_consequence(user: LinkedUser) -> str:
 
 
 def _enable_consequence(user: LinkedUser) -> str:
-    if user.status == UserStatus.DELETED:
-        raise ValueError("the user is deleted")
-    if user.disabled_at is None:
-        raise ValueError("not disabled")
     return "Redemptions and access tokens work again."
 
 
@@ -358,8 +343,6 @@ def _delete(user: LinkedUser, actor: Actor, data: dict) -> Outcome:
 
 
 def _delete_consequence(user: LinkedUser) -> str:
-    if user.status == UserStatus.DELETED:
-        raise ValueError("already deleted")
     return (
         "Irreversible. At once the user can no longer be used: devices inactive, codes and "
         "access tokens void. Its data is then purged; the external id can be linked again, "
@@ -371,7 +354,7 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     """The story of one user: who they are, their devices (added by `devices.admin`), their
     last codes and their audit timeline, each one bounded indexed query."""
 
-    list_display = ["user_id", "external_id", "app", "state", "created_at"]
+    list_display = ["user_id", "external_id_cell", "state", app_name, "created_at"]
     list_select_related = ["app"]
     list_filter = ["app", "status", DisabledFilter]
     search_fields = ["user_id__hexid", "external_id__prefix"]
@@ -397,8 +380,8 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
             label="Disable",
             permission="accounts.disable_linkeduser",
             perform=_set_disabled(True),
+            check=partial(services.check_disable, disabled=True),
             consequence=_disable_consequence,
-            offered=lambda user: user.is_usable,
             form=ReasonForm,
         ),
         StaffAction(
@@ -406,16 +389,16 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
             label="Enable",
             permission="accounts.disable_linkeduser",
             perform=_set_disabled(False),
+            check=partial(services.check_disable, disabled=False),
             consequence=_enable_consequence,
-            offered=lambda user: user.status != UserStatus.DELETED and user.disabled_at is not None,
         ),
         StaffAction(
             name="delete",
             label="Delete",
             permission="accounts.erase_linkeduser",
             perform=_delete,
+            check=services.check_deletable,
             consequence=_delete_consequence,
-            offered=lambda user: user.status != UserStatus.DELETED,
         ),
     )
 
@@ -429,10 +412,14 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
         if not user.is_disabled:
             return user.get_status_display()
         return format_html(
-            '<strong class="user-disabled" title="disabled since {} UTC">{}, disabled</strong>',
-            f"{user.disabled_at:%Y-%m-%d %H:%M}",
+            '<strong class="user-disabled" title="disabled since {}">{}, disabled</strong>',
+            when(user.disabled_at),
             user.get_status_display(),
         )
+
+    @admin.display(description="external id")
+    def external_id_cell(self, user: LinkedUser) -> str:
+        return clipped(user.external_id, wide=True)
 
     def audit_timeline(self, user: LinkedUser) -> tuple[Q, str]:
         """The user's whole story: its own events and those of its devices."""
@@ -524,8 +511,17 @@ class AuthCodeAdmin(StaffAdmin):
         "redeemed_install_id",
     ]
     readonly_fields = fields
-    list_display = ["id", *fields]
+    list_display = [
+        "id",
+        "state",
+        "user",
+        "created_at",
+        "expires_at",
+        "redeeming_install",
+        app_name,
+    ]
     list_select_related = ["user", "app", "api_key"]
+    sortable_by = ["expires_at"]
     list_filter = ["status"]
     search_fields = ["user__user_id__hexid"]
     search_help_text = "The user id of the codes' user (in any case)."
@@ -539,22 +535,28 @@ class AuthCodeAdmin(StaffAdmin):
             return AuthCodeStatus.EXPIRED.label
         return code.get_status_display()
 
+    @admin.display(description="redeemed by")
+    def redeeming_install(self, code: AuthCode) -> str:
+        return clipped(code.redeemed_install_id) if code.redeemed_install_id else "-"
+
 
 @admin.register(DeletionRequest)
 class DeletionRequestAdmin(StaffAdmin):
     list_display = [
         "request_id",
         "deleted_user_id",
-        "app",
         "status",
-        "requested_by_key_id",
         "requested_at",
         "completed_at",
+        app_name,
     ]
     list_select_related = ["app"]
     list_filter = ["status"]
     search_fields = ["request_id__hexid", "deleted_user_id__hexid"]
-    search_help_text = "A request id or the user id of the deleted user (in any case)."
+    search_help_text = (
+        "A request id or the user id of the deleted user (in any case), or the user's whole "
+        "external id, in its exact case (the request keeps a keyed digest of it, not the id)."
+    )
     fields = [
         "request_id",
         "deleted_user_id",
@@ -569,6 +571,12 @@ class DeletionRequestAdmin(StaffAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("app", "user")
+
+    def search_filter(self, term: str) -> Q:
+        """Also by external id, through its digest (by the deletion_external_id index): "was
+        alice deleted, and when?" has an answer after the purge."""
+        digests = crypto.external_id_digests(term)
+        return super().search_filter(term) | Q(external_id_digest__in=digests)
 
     def audit_timeline(self, deletion: DeletionRequest) -> tuple[Q, str]:
         """The deleted user's story, its deletion and purge included."""
@@ -586,13 +594,13 @@ class AuditEventAdmin(StaffAdmin):
         "occurred_at",
         "action",
         "actor_label",
-        "target_type",
-        "target_id",
+        "target",
         "user_ref",
-        "app",
-        "details",
+        app_name,
+        "details_cell",
     ]
     list_select_related = ["app"]
+    sortable_by = ["occurred_at"]
     list_filter = ["action", "actor_type"]
     search_fields = ["user_ref__hexid", "target_id__exact"]
     search_help_text = (
@@ -620,7 +628,17 @@ class AuditEventAdmin(StaffAdmin):
 
     @admin.display(description="actor")
     def actor_label(self, event: AuditEvent) -> str:
-        return f"{event.get_actor_type_display()} {event.actor}".strip()
+        return clipped(f"{event.get_actor_type_display()} {event.actor}".strip())
+
+    @admin.display(description="object")
+    def target(self, event: AuditEvent) -> str:
+        """Its id: the action names its type ("Device Deactivated")."""
+        return clipped(event.target_id, f"{event.target_type} {event.target_id}")
+
+    @admin.display(description="details")
+    def details_cell(self, event: AuditEvent) -> str:
+        text = "; ".join(f"{key}: {value}" for key, value in event.details.items())
+        return clipped(text) if text else "-"
 
 
 class StaffUserAdmin(AuditHistoryMixin, AuthUserAdmin):

@@ -23,6 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from accounts.admin_base import staff_actor
 from accounts.audit import Actor
+from portal.errors import DomainError
 
 MAX_OBJECTS = 100
 """At most this many objects per action: a bulk repair of more is a job for an operator."""
@@ -46,11 +47,12 @@ class StaffAction:
     permission: str
     """`app_label.codename` the staff member needs."""
     perform: Callable[[Any, Actor, Mapping[str, Any]], Outcome]
-    """Runs the service for one object; a ValueError is shown as the refusal it is."""
+    """Runs the service for one object; a DomainError is shown as the refusal it is."""
+    check: Callable[[Any], None]
+    """The service's own `check_*`: a DomainError says why the action cannot be taken on the
+    object (and it is not offered on the object's page)."""
     consequence: Callable[[Any], str]
-    """What will happen to the object, in words; a ValueError says why it cannot."""
-    offered: Callable[[Any], bool] = lambda obj: True
-    """Whether to offer the action on the object's page."""
+    """What will happen to the object, in words, once `check` has passed."""
     form: type[forms.Form] | None = None
     """Extra input asked on the confirmation page (its cleaned data goes to `perform`)."""
     single: bool = False
@@ -89,7 +91,7 @@ class StaffActionsMixin(admin.ModelAdmin):
         return [
             (action.label, self.staff_action_url(action, [obj.pk], next_url))
             for action in self.permitted_staff_actions(request)
-            if action.offered(obj)
+            if _refusal(action, obj) is None
         ]
 
     def render_change_form(
@@ -161,8 +163,8 @@ class StaffActionsMixin(admin.ModelAdmin):
         for obj in objects:
             try:
                 outcome = action.perform(obj, actor, data)
-            except ValueError as exc:
-                outcome = Outcome(f"{obj}: {exc}", messages.ERROR)
+            except DomainError as exc:
+                outcome = Outcome(f"{obj}: {exc.message}", messages.ERROR)
             self.message_user(request, outcome.message, outcome.level)
             if outcome.shown_once:
                 shown_once.append(outcome.shown_once)
@@ -177,10 +179,8 @@ class StaffActionsMixin(admin.ModelAdmin):
     @staticmethod
     def _consequence(action: StaffAction, obj: Model) -> tuple[str, str | None]:
         """(what will happen, None) or ("", why it cannot)."""
-        try:
-            return action.consequence(obj), None
-        except ValueError as exc:
-            return "", str(exc)
+        refusal = _refusal(action, obj)
+        return ("", refusal) if refusal else (action.consequence(obj), None)
 
     def _landing(self, request: HttpRequest, landings: list[Model], next_url: str) -> str:
         """The page of the one object that tells what happened, if the staff member may see
@@ -206,6 +206,15 @@ class StaffActionsMixin(admin.ModelAdmin):
             f"admin:{self.opts.app_label}_{self.opts.model_name}_changelist",
             current_app=self.admin_site.name,
         )
+
+
+def _refusal(action: StaffAction, obj: Model) -> str | None:
+    """Why the service would refuse `action` on `obj`, or None."""
+    try:
+        action.check(obj)
+    except DomainError as exc:
+        return exc.message
+    return None
 
 
 def shown_once_response(

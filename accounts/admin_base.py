@@ -3,6 +3,7 @@ unless a page says otherwise, because every write goes through a service."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from functools import cached_property, reduce
 from operator import or_
@@ -18,10 +19,12 @@ from django.db.models.lookups import Exact, StartsWith
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import formats, timezone
+from django.utils.html import format_html
 from django.utils.http import urlencode
 
 from accounts.audit import Actor
-from accounts.models import AuditEvent
+from accounts.models import App, AuditEvent
 
 TIMELINE_EVENTS = 50
 
@@ -218,3 +221,29 @@ def staff_actor(request: HttpRequest) -> Actor:
 def admin_change_url(obj: Model) -> str:
     opts = obj._meta
     return reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[obj.pk])
+
+
+def when(value: dt.datetime | None) -> str:
+    """A time as every page of the admin writes it, lists and forms included
+    (`portal/formats`): "2026-11-30 06:40 UTC"."""
+    if value is None:
+        return "-"
+    return formats.localize(timezone.template_localtime(value))
+
+
+def clipped(text: str, title: str | None = None, *, wide: bool = False) -> str:
+    """`text` on one line, cut with an ellipsis where its column ends (the admin's
+    stylesheet), and whole in its tooltip: a list keeps its width whatever the value. A
+    `wide` column is the one a list is read by (a user's external id)."""
+    return format_html(
+        '<span class="clip{}" title="{}">{}</span>', " wide" if wide else "", title or text, text
+    )
+
+
+@admin.display(description="app")
+def app_name(obj: Model) -> str:
+    """A list's app column: the name, and the id in the tooltip (it is on the app's page)."""
+    app: App | None = obj.app
+    if app is None:
+        return "-"
+    return clipped(app.name, f"{app.name} ({app.app_id})")

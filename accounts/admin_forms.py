@@ -4,12 +4,14 @@ it again, as they do for every caller."""
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.http import HttpRequest
 
 from accounts.audit import MAX_NOTE_LENGTH
 from accounts.models import App, Scope
@@ -111,3 +113,22 @@ class ReasonForm(forms.Form):
         label="Reason (optional)",
         help_text="Plain text on one line, e.g. a ticket number. Kept in the audit timeline.",
     )
+
+
+# One-time nonces of the forms that create a secret: a resent form (reload, back button)
+# creates nothing. The last ten per session are kept.
+_FORM_NONCES = "apikey_form_nonces"
+
+
+def issue_form_nonce(request: HttpRequest) -> str:
+    nonce = secrets.token_urlsafe(16)
+    request.session[_FORM_NONCES] = [*request.session.get(_FORM_NONCES, [])[-9:], nonce]
+    return nonce
+
+
+def take_form_nonce(request: HttpRequest, nonce: str) -> bool:
+    nonces = request.session.get(_FORM_NONCES, [])
+    if nonce not in nonces:
+        return False
+    request.session[_FORM_NONCES] = [n for n in nonces if n != nonce]
+    return True

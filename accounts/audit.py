@@ -10,6 +10,7 @@ from typing import Any
 from django.utils import timezone
 
 from accounts.models import ActorType, ApiKey, AuditAction, AuditEvent, LinkedUser
+from portal.errors import DomainError, ErrorCode
 from portal.text import has_forbidden_characters
 
 MAX_NOTE_LENGTH = 500
@@ -47,12 +48,17 @@ class Actor:
 def note_details(note: str) -> dict[str, str]:
     """The optional free-text reason staff give for a decision, as audit details: support
     reading the timeline later needs the why, not only the what. Plain text on one line, at
-    most MAX_NOTE_LENGTH characters; blank means none. Raises ValueError otherwise."""
+    most MAX_NOTE_LENGTH characters; blank means none. Raises DomainError otherwise."""
     note = note.strip()
     if len(note) > MAX_NOTE_LENGTH:
-        raise ValueError(f"the reason must be at most {MAX_NOTE_LENGTH} characters")
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST, f"the reason must be at most {MAX_NOTE_LENGTH} characters"
+        )
     if has_forbidden_characters(note):
-        raise ValueError("the reason must not contain control characters (line breaks, tabs)")
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST,
+            "the reason must not contain control characters (line breaks, tabs)",
+        )
     return {"note": note} if note else {}
 
 

@@ -12,7 +12,7 @@ from accounts import selectors, services
 from accounts.models import ApiKey
 from portal import context
 from portal.authorization import authorised_as, handled_methods
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 from portal.throttling import count_failed_key_check
 
 _SEND_THE_KEY = "Send the API key as 'Authorization: Bearer <key_id>.<secret>'."
@@ -31,7 +31,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[None, ApiKey]:
         raw = bearer_token(request)
         if raw is None:
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.INVALID_API_KEY,
                 _SEND_THE_KEY,
                 headers=selectors.CHALLENGE,
@@ -73,13 +73,15 @@ class HasScope(BasePermission):
     def has_permission(self, request: Request, view: APIView) -> bool:
         if not isinstance(request.auth, ApiKey):
             # Only when paired with other authentication than ApiKeyAuthentication: no key, no way.
-            raise ApiError(ErrorCode.INVALID_API_KEY, _SEND_THE_KEY, headers=selectors.CHALLENGE)
+            raise DomainError(ErrorCode.INVALID_API_KEY, _SEND_THE_KEY, headers=selectors.CHALLENGE)
         method = authorised_as(request)
         if method not in handled_methods(type(view)):
             return True
         scope = getattr(view, "required_scopes", {}).get(method)
         if scope is None:
-            raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, f"No scope grants {method} here.")
+            raise DomainError(ErrorCode.INSUFFICIENT_SCOPE, f"No scope grants {method} here.")
         if scope not in request.auth.scopes:
-            raise ApiError(ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'.")
+            raise DomainError(
+                ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'."
+            )
         return True

@@ -11,9 +11,11 @@ from portal.text import validate_plain_text
 
 
 class Scope(models.TextChoices):
-    USER_LINK = "user.link"
-    USER_READ = "user.read"
-    USER_DELETE = "user.delete"
+    """Shown as they are written in the API documentation and in `required_scopes`."""
+
+    USER_LINK = "user.link", "user.link"
+    USER_READ = "user.read", "user.read"
+    USER_DELETE = "user.delete", "user.delete"
 
 
 class App(models.Model):
@@ -216,6 +218,12 @@ class DeletionRequest(models.Model):
         related_name="deletion_request",
     )
     deleted_user_id = models.CharField(max_length=24, unique=True)
+    # `crypto.external_id_digest` of the deleted user's external id, never the id itself: once
+    # the user is purged, support can still answer "was alice deleted, and when?" by searching
+    # for it. Empty for requests made before it was kept.
+    external_id_digest = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True, editable=False
+    )
     requested_by_key_id = models.CharField(max_length=16, blank=True, default="")
     status = models.CharField(max_length=16, choices=DeletionStatus, default=DeletionStatus.PENDING)
     requested_at = models.DateTimeField(default=timezone.now)
@@ -227,7 +235,8 @@ class DeletionRequest(models.Model):
                 fields=["requested_at"],
                 condition=Q(status="pending"),
                 name="deletion_pending",
-            )
+            ),
+            models.Index(fields=["external_id_digest"], name="deletion_external_id"),
         ]
 
     def __str__(self) -> str:

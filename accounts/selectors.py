@@ -6,23 +6,23 @@ import datetime as dt
 import re
 from enum import StrEnum
 
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import crypto
 from accounts.models import ApiKey
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 
 _API_KEY = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})\Z")
 PUBLIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 
 
-class KeyCheckFailed(ApiError):
+class KeyCheckFailed(DomainError):
     """INVALID_API_KEY, knowing whether the key id named an existing key (`existing_key_id`):
     failures are limited per key id for those, per client address for the others."""
 
-    def __init__(self, message: str, *, existing_key_id: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, existing_key_id: str | None = None) -> None:
         super().__init__(ErrorCode.INVALID_API_KEY, message, headers=CHALLENGE)
         self.existing_key_id = existing_key_id
 
@@ -38,16 +38,16 @@ def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:
     try:
         api_key = ApiKey.objects.select_related("app").get(key_id=key_id)
     except ApiKey.DoesNotExist:
-        raise KeyCheckFailed("Unknown API key.") from None
+        raise KeyCheckFailed() from None
     if not crypto.matches(secret, api_key.secret_digest):
-        raise KeyCheckFailed("Unknown API key.", existing_key_id=key_id)
+        raise KeyCheckFailed(existing_key_id=key_id)
     now = now or timezone.now()
     if api_key.revoked_at is not None and api_key.revoked_at <= now:
-        raise ApiError(ErrorCode.API_KEY_REVOKED, "This API key was revoked.", headers=CHALLENGE)
+        raise DomainError(ErrorCode.API_KEY_REVOKED, headers=CHALLENGE)
     if api_key.expires_at <= now:
-        raise ApiError(ErrorCode.API_KEY_EXPIRED, "This API key has expired.", headers=CHALLENGE)
+        raise DomainError(ErrorCode.API_KEY_EXPIRED, headers=CHALLENGE)
     if not api_key.app.is_active:
-        raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
+        raise DomainError(ErrorCode.APP_DISABLED)
     return api_key
 
 
@@ -79,5 +79,15 @@ def api_keys_with_rotation(queryset: QuerySet[ApiKey] | None = None) -> QuerySet
 def api_key_by_key_id(key_id: str) -> ApiKey:
     api_key = ApiKey.objects.select_related("app").filter(key_id=key_id).first()
     if api_key is None:
-        raise ValueError(f"no API key with key_id {key_id!r}")
+        raise DomainError(ErrorCode.NOT_FOUND, f"no API key with key_id {key_id!r}")
     return api_key
+
+
+def key_status_filter(status: KeyStatus, now: dt.datetime) -> Q:
+    """`api_key_status` as a filter, for keys annotated by `api_keys_with_rotation`."""
+    revoked = Q(revoked_at__lte=now)
+    if status == KeyStatus.REVOKED:
+        return revoked
+    if status == KeyStatus.EXPIRED:
+        return ~revoked & Q(expires_at__lte=now)
+    return ~revoked & Q(expires_at__gt=now, rotated=status == KeyStatus.IN_GRACE)

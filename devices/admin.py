@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
 from accounts.admin import LinkedUserAdmin
 from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin
-from accounts.admin_base import InSubquery, StaffAdmin, admin_change_url
+from accounts.admin_base import InSubquery, StaffAdmin, admin_change_url, app_name, clipped
 from accounts.admin_forms import ReasonForm
 from accounts.audit import Actor
-from accounts.models import LinkedUser, UserStatus
+from accounts.models import LinkedUser
 from devices import services
 from devices.models import Device, InactiveReason
 
@@ -31,16 +31,11 @@ def state_in_words(device: Device) -> str:
 
 
 def _deactivate(device: Device, actor: Actor, data: dict) -> Outcome:
-    if services.deactivate_device(device=device, actor=actor, reason=data.get("reason", "")):
-        return Outcome(f"{device.install_id} is deactivated (Deactivated by support).")
-    return Outcome(f"{device.install_id} was not active: nothing changed.", messages.WARNING)
+    services.deactivate_device(device=device, actor=actor, reason=data.get("reason", ""))
+    return Outcome(f"{device.install_id} is deactivated (Deactivated by support).")
 
 
 def _deactivate_consequence(device: Device) -> str:
-    if device.user.status == UserStatus.DELETED:
-        raise ValueError("the user is deleted")
-    if not device.is_active:
-        raise ValueError(f"not active ({state_in_words(device)})")
     return (
         f"{device} stops being the active device of user {device.user.user_id}: inactive, "
         "“Deactivated by support”. Its access token still reads /sdk/status, so the app "
@@ -49,7 +44,7 @@ def _deactivate_consequence(device: Device) -> str:
 
 
 def _activate(device: Device, actor: Actor, data: dict) -> Outcome:
-    replaced = services.activate_device(device=device, actor=actor)
+    replaced = services.activate_device(device=device, actor=actor).replaced
     if replaced is None:
         return Outcome(f"{device.install_id} is the active device.")
     return Outcome(
@@ -59,10 +54,8 @@ def _activate(device: Device, actor: Actor, data: dict) -> Outcome:
 
 
 def _activate_consequence(device: Device) -> str:
-    if device.is_active:
-        raise ValueError("already the active device")
     current = Device.objects.filter(user_id=device.user_id, is_active=True).first()
-    decision = services.plan_activation(device=device, current=current)
+    decision = services.check_activatable(device, current=current)
     becomes = f"{device} becomes the active device of user {device.user.user_id}."
     if not decision.deactivate_current:
         return f"{becomes} No other device of the user is active: none loses its place."
@@ -72,26 +65,16 @@ def _activate_consequence(device: Device) -> str:
     )
 
 
-def _can_become_active(device: Device) -> bool:
-    return (
-        not device.is_active
-        and device.access_token_digest is not None
-        and device.user.status != UserStatus.DELETED
-    )
-
-
 @admin.register(Device)
 class DeviceAdmin(StaffActionsMixin, StaffAdmin):
     list_display = [
-        "install_id",
-        "user_link",
-        "app",
-        "platform",
-        "form_factor",
-        "model",
-        "is_active",
+        "install",
+        "kind",
         "state",
         "last_seen_at",
+        "model_cell",
+        "user_link",
+        app_name,
     ]
     list_select_related = ["user", "app"]
     list_filter = ["platform", "form_factor", "is_active", "inactive_reason"]
@@ -124,8 +107,8 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
             label="Deactivate",
             permission="devices.deactivate_device",
             perform=_deactivate,
+            check=services.check_deactivatable,
             consequence=_deactivate_consequence,
-            offered=lambda device: device.is_active,
             form=ReasonForm,
         ),
         StaffAction(
@@ -133,8 +116,8 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
             label="Make active",
             permission="devices.activate_device",
             perform=_activate,
+            check=services.check_activatable,
             consequence=_activate_consequence,
-            offered=_can_become_active,
             single=True,
         ),
     )
@@ -147,13 +130,25 @@ class DeviceAdmin(StaffActionsMixin, StaffAdmin):
         query = Q(target_type="device", target_id=device.install_id, app_id=device.app_id)
         return query, device.install_id
 
+    @admin.display(description="install id")
+    def install(self, device: Device) -> str:
+        return clipped(device.install_id)
+
+    @admin.display(description="kind")
+    def kind(self, device: Device) -> str:
+        return f"{device.get_platform_display()} {device.get_form_factor_display().lower()}"
+
+    @admin.display(description="model")
+    def model_cell(self, device: Device) -> str:
+        return clipped(device.model) if device.model else "-"
+
     @admin.display(description="user")
     def user_link(self, device: Device) -> str:
         return format_html('<a href="{}">{}</a>', admin_change_url(device.user), device.user)
 
     @admin.display(description="state")
     def state(self, device: Device) -> str:
-        return state_in_words(device)
+        return format_html('<span class="wraps">{}</span>', state_in_words(device))
 
 
 class HasActiveDeviceFilter(admin.SimpleListFilter):
@@ -178,7 +173,11 @@ def _has_active_device() -> Exists:
 
 @admin.register(LinkedUser)
 class UserAdmin(LinkedUserAdmin):
-    list_display = [*LinkedUserAdmin.list_display[:-1], "active_device", "created_at"]
+    list_display = [
+        *LinkedUserAdmin.list_display[:3],
+        "active_device",
+        *LinkedUserAdmin.list_display[3:],
+    ]
     list_filter = [*LinkedUserAdmin.list_filter, HasActiveDeviceFilter]
 
     search_help_text = f"{LinkedUserAdmin.search_help_text} Or an install id of one of its devices."

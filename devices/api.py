@@ -20,7 +20,7 @@ from devices.authentication import AccessTokenAuthentication, HasAccessToken
 from devices.models import FormFactor, InactiveReason, Platform
 from portal import context
 from portal.authorization import Public, handled_methods
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 from portal.fields import TextField
 from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ClientAddressThrottle
@@ -68,13 +68,13 @@ def _user_or_404(request: Request, *, live_only: bool = False, **lookup: str) ->
         users = users.exclude(status=UserStatus.DELETED)
     user = users.first()
     if user is None:
-        raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+        raise DomainError(ErrorCode.USER_NOT_FOUND)
     return user
 
 
 def _valid_user_id(user_id: str) -> str:
     if not PUBLIC_ID.match(user_id):
-        raise ApiError(ErrorCode.USER_NOT_FOUND, "No such user in this app.")
+        raise DomainError(ErrorCode.USER_NOT_FOUND)
     return user_id
 
 
@@ -296,8 +296,9 @@ class StatusView(DeviceApiView):
         ),
     )
     def get(self, request: Request) -> Response:
-        services.record_device_seen(device=request.auth)
-        return Response(self.OutputSerializer(request.auth).data)
+        device = request.auth
+        device.last_seen_at = services.record_device_seen(device=device)
+        return Response(self.OutputSerializer(device).data)
 
 
 class TokenView(DeviceApiView):
@@ -316,13 +317,10 @@ class TokenView(DeviceApiView):
         description="A new access token; the one used for this call is void from now on.",
     )
     def post(self, request: Request) -> Response:
-        token = services.refresh_access_token(device=request.auth)
+        new = services.refresh_access_token(device=request.auth)
         return Response(
             self.OutputSerializer(
-                {
-                    "access_token": token,
-                    "access_token_expires_at": request.auth.access_token_expires_at,
-                }
+                {"access_token": new.token, "access_token_expires_at": new.expires_at}
             ).data
         )
 

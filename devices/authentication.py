@@ -13,15 +13,13 @@ from accounts import crypto
 from accounts.authentication import bearer_token
 from devices.models import Device
 from portal import context
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="sdk"'}
 
 
-def _invalid_token() -> ApiError:
-    return ApiError(
-        ErrorCode.INVALID_ACCESS_TOKEN, "Unknown, expired or void access token.", headers=_CHALLENGE
-    )
+def _invalid_token() -> DomainError:
+    return DomainError(ErrorCode.INVALID_ACCESS_TOKEN, headers=_CHALLENGE)
 
 
 class AccessTokenAuthentication(BaseAuthentication):
@@ -41,9 +39,9 @@ class AccessTokenAuthentication(BaseAuthentication):
             raise _invalid_token()
         context.tag_request(app_id=device.app.app_id)
         if not device.app.is_active:
-            raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
+            raise DomainError(ErrorCode.APP_DISABLED)
         if not device.user.is_usable:
-            raise ApiError(ErrorCode.USER_DISABLED, "This user is deleted or disabled.")
+            raise DomainError(ErrorCode.USER_DISABLED)
         return (None, device)
 
     def authenticate_header(self, request: Request) -> str:

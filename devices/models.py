@@ -10,8 +10,8 @@ from accounts.models import App, LinkedUser
 
 
 class Platform(models.TextChoices):
-    ANDROID = "android"
-    IOS = "ios"
+    ANDROID = "android", "Android"
+    IOS = "ios", "iOS"
 
 
 class FormFactor(models.TextChoices):
@@ -93,4 +93,4 @@ class Device(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.install_id} ({self.platform} {self.form_factor})"
+        return f"{self.install_id} ({self.get_platform_display()} {self.form_factor})"

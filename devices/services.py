@@ -24,7 +24,7 @@ from accounts.models import (
 )
 from devices.models import Device, FormFactor, InactiveReason
 from devices.policy import Decision, decide
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 
 DEVICE_FIELDS = ("platform", "form_factor", "model", "os_version", "app_version", "sdk_version")
 
@@ -51,13 +51,27 @@ class Redemption:
     """True when this was the SDK retrying a redemption it had already made (answer 200)."""
 
 
-def _new_access_token(device: Device, now: dt.datetime) -> str:
+@dataclass(frozen=True)
+class AccessToken:
+    token: str
+    """Shown once; only its digest is stored on the device."""
+    expires_at: dt.datetime
+
+
+def _access_token(now: dt.datetime) -> tuple[AccessToken, str]:
+    """A new token and its digest."""
     token = crypto.new_secret()
-    device.access_token_digest = crypto.digest(token)
-    device.access_token_expires_at = now.replace(microsecond=0) + dt.timedelta(
+    expires_at = now.replace(microsecond=0) + dt.timedelta(
         seconds=settings.ACCESS_TOKEN_TTL_SECONDS
     )
-    return token
+    return AccessToken(token=token, expires_at=expires_at), crypto.digest(token)
+
+
+def _new_access_token(device: Device, now: dt.datetime) -> str:
+    """Gives `device`, about to be saved by the caller, a new token; returns the token."""
+    new, device.access_token_digest = _access_token(now)
+    device.access_token_expires_at = new.expires_at
+    return new.token
 
 
 def redeem_auth_code(
@@ -108,12 +122,12 @@ def redeem_auth_code(
             .first()
         )
         if auth_code is None or auth_code.user.app.app_id != app_id:
-            raise ApiError(ErrorCode.INVALID_AUTH_CODE, "Unknown authentication code.")
+            raise DomainError(ErrorCode.INVALID_AUTH_CODE)
         user = auth_code.user
         if not user.app.is_active:
-            raise ApiError(ErrorCode.APP_DISABLED, "This app is disabled.")
+            raise DomainError(ErrorCode.APP_DISABLED)
         if not user.is_usable:
-            raise ApiError(ErrorCode.USER_DISABLED, "This user is deleted or disabled.")
+            raise DomainError(ErrorCode.USER_DISABLED)
 
         consumed = (
             auth_code.status == AuthCodeStatus.ISSUED
@@ -181,7 +195,7 @@ def _retry(
     code's lifetime gets a fresh token for the same device; anything else is refused."""
     user = auth_code.user
     if auth_code.status != AuthCodeStatus.REDEEMED:
-        raise ApiError(ErrorCode.AUTH_CODE_EXPIRED, "This authentication code has expired.")
+        raise DomainError(ErrorCode.AUTH_CODE_EXPIRED)
     retry = (
         auth_code.redeemed_install_id == info.install_id
         and auth_code.expires_at > now
@@ -190,7 +204,7 @@ def _retry(
         and own.access_token_digest is not None  # a reset since voided the install for good
     )
     if not retry:
-        raise ApiError(ErrorCode.AUTH_CODE_ALREADY_USED, "This authentication code was used.")
+        raise DomainError(ErrorCode.AUTH_CODE_ALREADY_USED)
     token = _new_access_token(own, now)
     own.last_seen_at = now
     own.save(update_fields=["access_token_digest", "access_token_expires_at", "last_seen_at"])
@@ -219,51 +233,74 @@ def _activate(
             own.delete()
             own = None
         else:
-            raise ApiError(
-                ErrorCode.INSTALL_ID_CONFLICT, "This install id is already bound to another user."
-            )
+            raise DomainError(ErrorCode.INSTALL_ID_CONFLICT)
     if current is not None and current.install_id == info.install_id:
         current = None  # the incoming device is the active one already
-    decision = decide(
-        current=FormFactor(current.form_factor) if current else None,
-        incoming=FormFactor(info.form_factor),
-    )
-    actor = Actor.device(info.install_id)
-    events, changed = [], []
-    if decision.deactivate_current:
-        current.is_active, current.inactive_reason = False, decision.reason
-        current.deactivated_at = now
+    if current is not None:
         current.user = user
-        changed.append(current)
-        events.append(
-            _device_event(
-                current, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
-            )
-        )
-
     device = own or Device(app_id=user.app_id, install_id=info.install_id, created_at=now)
     device.user = user
     for field in DEVICE_FIELDS:
         setattr(device, field, getattr(info, field))
     device.last_seen_at = now
-    was_active, old_reason = device.is_active, device.inactive_reason
+    token = _new_access_token(device, now)
+    decision = decide(
+        current=FormFactor(current.form_factor) if current else None,
+        incoming=FormFactor(info.form_factor),
+    )
+    events = _apply(
+        decision, current=current, incoming=device, actor=Actor.device(info.install_id), now=now
+    )
+    return device, token, events
+
+
+def _apply(
+    decision: Decision,
+    *,
+    current: Device | None,
+    incoming: Device,
+    actor: Actor,
+    now: dt.datetime,
+    redeemed: bool = True,
+) -> list[AuditEvent]:
+    """The one place a `Decision` is carried out, for a redemption and for support alike: the
+    user's active device `current` (user loaded) steps down if the decision says so, the
+    `incoming` device becomes active or inactive with the decision's reason, and both are
+    written in one statement. The caller holds the user lock; returns the audit events.
+    `redeemed`: the incoming device brings new details and a new token (a redemption);
+    otherwise only its place changes (support), and a token refresh racing it is kept."""
+    events = []
+    changed = []
+    if decision.deactivate_current:
+        current.is_active, current.inactive_reason = False, decision.reason
+        current.deactivated_at = now
+        changed.append(current)
+        events.append(
+            _device_event(
+                current,
+                AuditAction.DEVICE_DEACTIVATED,
+                actor,
+                now,
+                reason=decision.reason,
+                replaced_by=incoming.install_id,
+            )
+        )
     if decision.activate_incoming:
-        if not was_active:
-            device.activated_at = now
-            events.append(_device_event(device, AuditAction.DEVICE_ACTIVATED, actor, now))
-        device.is_active, device.inactive_reason, device.deactivated_at = True, None, None
+        if not incoming.is_active:
+            incoming.activated_at = now
+            events.append(_device_event(incoming, AuditAction.DEVICE_ACTIVATED, actor, now))
+        incoming.is_active, incoming.inactive_reason, incoming.deactivated_at = True, None, None
     else:
-        if was_active or old_reason != decision.reason:
-            device.deactivated_at = now
+        if incoming.is_active or incoming.inactive_reason != decision.reason:
+            incoming.deactivated_at = now
             events.append(
                 _device_event(
-                    device, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
+                    incoming, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
                 )
             )
-        device.is_active, device.inactive_reason = False, decision.reason
-    token = _new_access_token(device, now)
-    _save_devices([*changed, device], incoming=device)
-    return device, token, events
+        incoming.is_active, incoming.inactive_reason = False, decision.reason
+    _save_devices([*changed, incoming], incoming=incoming if redeemed else None)
+    return events
 
 
 # What a redemption decides for every device it writes, and what only the incoming device
@@ -278,10 +315,11 @@ _INCOMING_FIELDS = (
 )
 
 
-def _save_devices(devices: list[Device], *, incoming: Device) -> None:
+def _save_devices(devices: list[Device], *, incoming: Device | None) -> None:
     """Writes device states in one statement: an upsert on (app, install_id), applied in the
     order given (put a deactivation before the activation it makes room for: the
-    one-active-device constraint is checked row by row). The upsert only ever updates a row
+    one-active-device constraint is checked row by row). Only `incoming`, the redeeming
+    device if any, has its details and token written. The upsert only ever updates a row
     of the same user: an install id that another user's redemption took concurrently comes
     back missing, which is INSTALL_ID_CONFLICT, and the caller's transaction rolls back."""
     fields = [field for field in Device._meta.concrete_fields if not field.primary_key]
@@ -289,10 +327,11 @@ def _save_devices(devices: list[Device], *, incoming: Device) -> None:
     table = quote(Device._meta.db_table)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     columns = {field.name: quote(field.column) for field in fields}
+    incoming_fields = _INCOMING_FIELDS if incoming is not None else ()
     updates = [f"{columns[name]} = excluded.{columns[name]}" for name in _POLICY_FIELDS] + [
         f"{columns[name]} = CASE WHEN excluded.install_id = %s "
         f"THEN excluded.{columns[name]} ELSE {table}.{columns[name]} END"
-        for name in _INCOMING_FIELDS
+        for name in incoming_fields
     ]
     sql = (
         f"INSERT INTO {table} ({', '.join(columns.values())}) "  # noqa: S608 (identifiers from the model, values bound)
@@ -305,15 +344,13 @@ def _save_devices(devices: list[Device], *, incoming: Device) -> None:
         field.get_db_prep_save(getattr(device, field.attname), connection)
         for device in devices
         for field in fields
-    ] + [incoming.install_id] * len(_INCOMING_FIELDS)
+    ] + [incoming.install_id for _ in incoming_fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = {install_id: pk for pk, install_id in cursor.fetchall()}
     for device in devices:
         if device.install_id not in ids:
-            raise ApiError(
-                ErrorCode.INSTALL_ID_CONFLICT, "This install id is already bound to another user."
-            )
+            raise DomainError(ErrorCode.INSTALL_ID_CONFLICT)
         device.pk = ids[device.install_id]
         device._state.adding, device._state.db = False, connection.alias
 
@@ -329,20 +366,17 @@ def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int
     )
 
 
-def refresh_access_token(*, device: Device, now: dt.datetime | None = None) -> str:
+def refresh_access_token(*, device: Device, now: dt.datetime | None = None) -> AccessToken:
     """Replaces the device's token; the old one is void at once. Conditional on the old digest,
     so of two refreshes with one token only one succeeds."""
     now = now or timezone.now()
-    old_digest = device.access_token_digest
-    token = _new_access_token(device, now)
-    updated = Device.objects.filter(pk=device.pk, access_token_digest=old_digest).update(
-        access_token_digest=device.access_token_digest,
-        access_token_expires_at=device.access_token_expires_at,
-        last_seen_at=now,
-    )
+    new, digest = _access_token(now)
+    updated = Device.objects.filter(
+        pk=device.pk, access_token_digest=device.access_token_digest
+    ).update(access_token_digest=digest, access_token_expires_at=new.expires_at, last_seen_at=now)
     if updated != 1:
-        raise ApiError(ErrorCode.INVALID_ACCESS_TOKEN, "This access token is no longer valid.")
-    return token
+        raise DomainError(ErrorCode.INVALID_ACCESS_TOKEN)
+    return new
 
 
 def reset_device(*, device: Device, now: dt.datetime | None = None) -> None:
@@ -356,7 +390,7 @@ def reset_device(*, device: Device, now: dt.datetime | None = None) -> None:
             pk=device.pk, access_token_digest=device.access_token_digest
         ).first()
         if current is None:
-            raise ApiError(ErrorCode.INVALID_ACCESS_TOKEN, "This access token is no longer valid.")
+            raise DomainError(ErrorCode.INVALID_ACCESS_TOKEN)
         current.deactivated_at = now if current.is_active else current.deactivated_at
         current.is_active, current.inactive_reason = False, InactiveReason.RESET
         current.access_token_digest = current.access_token_expires_at = None
@@ -383,114 +417,110 @@ def reset_device(*, device: Device, now: dt.datetime | None = None) -> None:
         )
 
 
-def record_device_seen(*, device: Device, now: dt.datetime | None = None) -> None:
-    """last_seen_at is kept to the minute: at most one write a minute per device."""
+def record_device_seen(*, device: Device, now: dt.datetime | None = None) -> dt.datetime:
+    """last_seen_at is kept to the minute: at most one write a minute per device. Returns the
+    device's last_seen_at as it is now."""
     now = now or timezone.now()
     if now - device.last_seen_at < dt.timedelta(minutes=1):
-        return
+        return device.last_seen_at
     Device.objects.filter(pk=device.pk).update(last_seen_at=now)
-    device.last_seen_at = now
+    return now
+
+
+def check_deactivatable(device: Device) -> None:
+    """Support may deactivate the active device of a user not deleted (DomainError
+    otherwise). `device.user` must be loaded."""
+    if device.user.status == UserStatus.DELETED:
+        raise DomainError(ErrorCode.INVALID_REQUEST, f"the user {device.user.user_id} is deleted")
+    if not device.is_active:
+        raise DomainError(ErrorCode.INVALID_REQUEST, f"{device.install_id} is not active")
 
 
 def deactivate_device(
     *, device: Device, actor: Actor, reason: str = "", now: dt.datetime | None = None
-) -> bool:
+) -> Device:
     """Support takes the active device out of service (DEACTIVATED_BY_SUPPORT). Its access
     token is kept: the SDK must still be able to read /sdk/status to learn why it stopped.
-    Takes the user lock like redemption does. Returns False when the device was not active
-    (nothing changes: its reason already says why it is inactive). `reason`, optional free
-    text, is kept in the audit event (see `audit.note_details`)."""
+    Takes the user lock like redemption does; returns the device as it is now. `reason`,
+    optional free text, is kept in the audit event (see `audit.note_details`)."""
     now = now or timezone.now()
     details = audit.note_details(reason)
     with transaction.atomic():
         user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
-        if user.status == UserStatus.DELETED:
-            raise ValueError(f"the user {user.user_id} is deleted")
         current = Device.objects.get(pk=device.pk)
-        if not current.is_active:
-            return False
         current.user = user
+        check_deactivatable(current)
+        current.is_active, current.inactive_reason = False, InactiveReason.DEACTIVATED_BY_SUPPORT
+        current.deactivated_at = now
+        current.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
         audit.record(
-            _deactivate(current, InactiveReason.DEACTIVATED_BY_SUPPORT, actor, now, **details)
+            _device_event(
+                current,
+                AuditAction.DEVICE_DEACTIVATED,
+                actor,
+                now,
+                reason=InactiveReason.DEACTIVATED_BY_SUPPORT,
+                **details,
+            )
         )
-    device.is_active, device.inactive_reason = current.is_active, current.inactive_reason
-    device.deactivated_at = current.deactivated_at
-    return True
+    return current
 
 
-def _deactivate(
-    device: Device, reason: InactiveReason, actor: Actor, now: dt.datetime, **details: object
-) -> AuditEvent:
-    """Makes a device inactive (the caller holds its user's lock) and returns the event."""
-    device.is_active, device.inactive_reason, device.deactivated_at = False, reason, now
-    device.save(update_fields=["is_active", "inactive_reason", "deactivated_at"])
-    return _device_event(
-        device, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=reason, **details
-    )
-
-
-def plan_activation(*, device: Device, current: Device | None) -> Decision:
+def check_activatable(device: Device, *, current: Device | None = None) -> Decision:
     """What making `device` its user's active device would do, `current` being the user's
-    active device: the activation policy, exactly as for a redemption. So support cannot put
-    a tablet in the place of an active phone in one step; they deactivate the phone first,
-    which is a decision of its own, recorded as such. Raises ValueError when the device may
-    not become active. `device.user` must be loaded."""
+    active device (looked up when not given): the activation policy, exactly as for a
+    redemption. So support cannot put a tablet in the place of an active phone in one step;
+    they deactivate the phone first, which is a decision of its own, recorded as such.
+    DomainError when the device may not become active. `device.user` must be loaded."""
     if device.user.status == UserStatus.DELETED:
-        raise ValueError(f"the user {device.user.user_id} is deleted")
+        raise DomainError(ErrorCode.INVALID_REQUEST, f"the user {device.user.user_id} is deleted")
+    if device.is_active:
+        raise DomainError(ErrorCode.INVALID_REQUEST, f"{device.install_id} is already active")
     if device.access_token_digest is None:
-        raise ValueError(
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST,
             f"{device.install_id} has no access token any more (reset or user deleted): "
-            "the app must sign in again with a new code"
+            "the app must sign in again with a new code",
         )
-    if current is not None and current.pk == device.pk:
-        current = None
+    if current is None:
+        current = Device.objects.filter(user_id=device.user_id, is_active=True).first()
     decision = decide(
         current=FormFactor(current.form_factor) if current else None,
         incoming=FormFactor(device.form_factor),
     )
     if not decision.activate_incoming:
-        raise ValueError(
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST,
             f"the phone {current.install_id} is active and phones come first: "
-            "deactivate it first, then make this tablet active"
+            "deactivate it first, then make this tablet active",
         )
     return decision
 
 
-def activate_device(
-    *, device: Device, actor: Actor, now: dt.datetime | None = None
-) -> Device | None:
+@dataclass(frozen=True)
+class Activation:
+    device: Device
+    """The device made active."""
+    replaced: Device | None
+    """The device that lost its place (now inactive with the policy's reason), if any."""
+
+
+def activate_device(*, device: Device, actor: Actor, now: dt.datetime | None = None) -> Activation:
     """Support makes `device` its user's active device, under the activation policy and the
-    same user lock as redemption. Returns the device that lost its place (now inactive with
-    the policy's reason), or None. The token, if still valid, starts working as the active
+    same user lock as redemption. The token, if still valid, starts working as the active
     device's at once."""
     now = now or timezone.now()
     with transaction.atomic():
         user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
         target = Device.objects.get(pk=device.pk)
         target.user = user
-        if target.is_active:
-            return None
         current = Device.objects.filter(user=user, is_active=True).first()
-        decision = plan_activation(device=target, current=current)
-        events = []
-        if decision.deactivate_current:
+        decision = check_activatable(target, current=current)
+        if current is not None:
             current.user = user
-            events.append(
-                _deactivate(
-                    current,
-                    decision.reason,
-                    actor,
-                    now,
-                    replaced_by=target.install_id,
-                )
+        audit.record(
+            *_apply(
+                decision, current=current, incoming=target, actor=actor, now=now, redeemed=False
             )
-        target.is_active, target.inactive_reason = True, None
-        target.activated_at, target.deactivated_at = now, None
-        target.save(
-            update_fields=["is_active", "inactive_reason", "activated_at", "deactivated_at"]
         )
-        events.append(_device_event(target, AuditAction.DEVICE_ACTIVATED, actor, now))
-        audit.record(*events)
-    device.is_active, device.inactive_reason = True, None
-    device.activated_at, device.deactivated_at = target.activated_at, None
-    return current if decision.deactivate_current else None
+    return Activation(device=target, replaced=current if decision.deactivate_current else None)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from rest_framework.permissions import AllowAny, BasePermission
 
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -48,7 +48,7 @@ class DenyUndeclared(BasePermission):
     request, whatever it presents."""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
-        raise ApiError(
+        raise DomainError(
             ErrorCode.INSUFFICIENT_SCOPE, "This endpoint declares no authorization; refused."
         )
 

@@ -11,6 +11,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from portal.errors import DomainError
+
 
 class JsonCommand(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -46,7 +48,8 @@ class JsonCommand(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             result = self.run(**options)
-        except (CommandError, ValueError, OverflowError, ValidationError) as exc:
+        # ValueError and OverflowError: a number argument no duration can hold (nan, 1e300).
+        except (CommandError, DomainError, ValidationError, ValueError, OverflowError) as exc:
             if options["json"]:
                 self._fail_json(exc)
             raise CommandError(str(exc)) from exc

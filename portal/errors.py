@@ -1,5 +1,6 @@
-"""The error envelope: every error code of the contract, its HTTP status, and the handlers
-that turn any failure (DRF's, Django's, ours) into `{"errorCode", "message", "request_id", "ref"}`.
+"""The one domain error (`DomainError`), every error code of the contract with its HTTP status
+and message, and the handlers that turn any failure (DRF's, Django's, ours) into
+`{"errorCode", "message", "request_id", "ref"}`.
 """
 
 from __future__ import annotations
@@ -22,73 +23,79 @@ log = logging.getLogger("portal.errors")
 
 
 class ErrorCode(StrEnum):
-    INVALID_REQUEST = "INVALID_REQUEST"
-    INVALID_API_KEY = "INVALID_API_KEY"
-    API_KEY_EXPIRED = "API_KEY_EXPIRED"
-    API_KEY_REVOKED = "API_KEY_REVOKED"
-    INVALID_ACCESS_TOKEN = "INVALID_ACCESS_TOKEN"  # noqa: S105 (a code, not a secret)
-    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE"
-    APP_DISABLED = "APP_DISABLED"
-    USER_DISABLED = "USER_DISABLED"
-    USER_NOT_FOUND = "USER_NOT_FOUND"
-    NOT_FOUND = "NOT_FOUND"
-    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-    INVALID_AUTH_CODE = "INVALID_AUTH_CODE"
-    AUTH_CODE_EXPIRED = "AUTH_CODE_EXPIRED"
-    AUTH_CODE_ALREADY_USED = "AUTH_CODE_ALREADY_USED"
-    INSTALL_ID_CONFLICT = "INSTALL_ID_CONFLICT"
-    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
-    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
-    RATE_LIMITED = "RATE_LIMITED"
-    INTERNAL_ERROR = "INTERNAL_ERROR"
-    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    """Every error code of the contract, with its HTTP status and its usual message (a
+    refusal may say more). A code without both does not import."""
 
-    @property
-    def status(self) -> int:
-        return _STATUS[self]
+    status: int
+    message: str
+
+    def __new__(cls, code: str, status: int, message: str) -> ErrorCode:
+        member = str.__new__(cls, code)
+        member._value_ = code
+        member.status = status
+        member.message = message
+        return member
+
+    INVALID_REQUEST = "INVALID_REQUEST", 400, "The request is not valid."
+    INVALID_AUTH_CODE = "INVALID_AUTH_CODE", 400, "Unknown authentication code."
+    INVALID_API_KEY = "INVALID_API_KEY", 401, "Unknown API key."
+    API_KEY_EXPIRED = "API_KEY_EXPIRED", 401, "This API key has expired."
+    API_KEY_REVOKED = "API_KEY_REVOKED", 401, "This API key was revoked."
+    INVALID_ACCESS_TOKEN = (  # a code, not a secret
+        "INVALID_ACCESS_TOKEN",
+        401,
+        "Unknown, expired or void access token.",
+    )
+    INSUFFICIENT_SCOPE = "INSUFFICIENT_SCOPE", 403, "This API key may not do this."
+    APP_DISABLED = "APP_DISABLED", 403, "This app is disabled."
+    USER_DISABLED = "USER_DISABLED", 403, "This user is deleted or disabled."
+    USER_NOT_FOUND = "USER_NOT_FOUND", 404, "No such user in this app."
+    NOT_FOUND = "NOT_FOUND", 404, "Not found."
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED", 405, "Method not allowed."
+    AUTH_CODE_ALREADY_USED = "AUTH_CODE_ALREADY_USED", 409, "This authentication code was used."
+    INSTALL_ID_CONFLICT = (
+        "INSTALL_ID_CONFLICT",
+        409,
+        "This install id is already bound to another user.",
+    )
+    AUTH_CODE_EXPIRED = "AUTH_CODE_EXPIRED", 410, "This authentication code has expired."
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE", 413, "The request body is too large."
+    UNSUPPORTED_MEDIA_TYPE = (
+        "UNSUPPORTED_MEDIA_TYPE",
+        415,
+        "Send the body as JSON (Content-Type: application/json).",
+    )
+    RATE_LIMITED = "RATE_LIMITED", 429, "Too many requests."
+    INTERNAL_ERROR = "INTERNAL_ERROR", 500, "Internal error; quote the request id to support."
+    SERVICE_UNAVAILABLE = (
+        "SERVICE_UNAVAILABLE",
+        503,
+        "The service is temporarily unavailable.",
+    )
 
 
-_STATUS: dict[ErrorCode, int] = {
-    ErrorCode.INVALID_REQUEST: 400,
-    ErrorCode.INVALID_AUTH_CODE: 400,
-    ErrorCode.INVALID_API_KEY: 401,
-    ErrorCode.API_KEY_EXPIRED: 401,
-    ErrorCode.API_KEY_REVOKED: 401,
-    ErrorCode.INVALID_ACCESS_TOKEN: 401,
-    ErrorCode.INSUFFICIENT_SCOPE: 403,
-    ErrorCode.APP_DISABLED: 403,
-    ErrorCode.USER_DISABLED: 403,
-    ErrorCode.USER_NOT_FOUND: 404,
-    ErrorCode.NOT_FOUND: 404,
-    ErrorCode.METHOD_NOT_ALLOWED: 405,
-    ErrorCode.AUTH_CODE_ALREADY_USED: 409,
-    ErrorCode.INSTALL_ID_CONFLICT: 409,
-    ErrorCode.AUTH_CODE_EXPIRED: 410,
-    ErrorCode.PAYLOAD_TOO_LARGE: 413,
-    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
-    ErrorCode.RATE_LIMITED: 429,
-    ErrorCode.INTERNAL_ERROR: 500,
-    ErrorCode.SERVICE_UNAVAILABLE: 503,
-}
-
-
-class ApiError(exceptions.APIException):
-    """A domain failure with its contract code; services raise it, the handler renders it."""
+class DomainError(Exception):
+    """The one exception of the portal's rules: a contract code and a message for whoever
+    asked. Services, selectors and the API raise it; the API renders it as the envelope
+    (`exception_handler`), the admin shows its message as a refusal, commands print it."""
 
     def __init__(
         self,
         code: ErrorCode,
-        message: str,
+        message: str | None = None,
         *,
         fields: dict[str, list[str]] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(detail=message, code=code.value)
-        self.error_code = code
-        self.status_code = code.status
-        self.message = message
+        self.code = code
+        self.message = message or code.message
         self.fields = fields
         self.headers = headers or {}
+        super().__init__(self.message)
+
+    @property
+    def status(self) -> int:
+        return self.code.status
 
 
 def _encodable(text: str) -> str:
@@ -119,10 +126,10 @@ def error_body(
     return body
 
 
-def error_response(request: HttpRequest | None, error: ApiError) -> JsonResponse:
-    body = error_body(request, error.error_code, error.message, error.fields)
-    response = JsonResponse(body, status=error.status_code)
-    response.error_code = error.error_code  # for the request's log line and metrics
+def error_response(request: HttpRequest | None, error: DomainError) -> JsonResponse:
+    body = error_body(request, error.code, error.message, error.fields)
+    response = JsonResponse(body, status=error.status)
+    response.error_code = error.code  # for the request's log line and metrics
     for name, value in error.headers.items():
         response[name] = value
     return response
@@ -165,39 +172,36 @@ def describe_error(exc: BaseException, limit: int = 300) -> str:
     return text[:limit]
 
 
-def _api_error_for(exc: Exception) -> ApiError | None:
+def _domain_error_for(exc: Exception) -> DomainError | None:
     """Map every exception a view can raise to the contract's code; None means a bug (500)."""
-    if isinstance(exc, ApiError):
+    if isinstance(exc, DomainError):
         return exc
     if isinstance(exc, exceptions.ValidationError):
         fields = _validation_fields(exc.detail)
         name, messages = next(iter(fields.items()))
         message = messages[0] if name == "non_field_errors" else f"{name}: {messages[0]}"
-        return ApiError(ErrorCode.INVALID_REQUEST, message, fields=fields)
+        return DomainError(ErrorCode.INVALID_REQUEST, message, fields=fields)
     if isinstance(exc, exceptions.ParseError):
-        return ApiError(ErrorCode.INVALID_REQUEST, str(exc.detail))
+        return DomainError(ErrorCode.INVALID_REQUEST, str(exc.detail))
     if isinstance(exc, exceptions.UnsupportedMediaType):
-        return ApiError(
-            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-            "Send the body as JSON (Content-Type: application/json).",
-        )
+        return DomainError(ErrorCode.UNSUPPORTED_MEDIA_TYPE)
     if isinstance(exc, exceptions.MethodNotAllowed):
-        return ApiError(ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
+        return DomainError(ErrorCode.METHOD_NOT_ALLOWED, str(exc.detail))
     if isinstance(exc, exceptions.Throttled):
         wait = max(1, math.ceil(exc.wait or 1))
-        return ApiError(
+        return DomainError(
             ErrorCode.RATE_LIMITED,
             f"Too many requests; retry in {wait} seconds.",
             headers={"Retry-After": str(wait)},
         )
     if isinstance(exc, exceptions.NotFound | Http404):
-        return ApiError(ErrorCode.NOT_FOUND, "Not found.")
+        return DomainError(ErrorCode.NOT_FOUND)
     if isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
-        return ApiError(ErrorCode.INVALID_API_KEY, str(exc.detail))
+        return DomainError(ErrorCode.INVALID_API_KEY, str(exc.detail))
     if isinstance(exc, exceptions.PermissionDenied):
-        return ApiError(ErrorCode.INSUFFICIENT_SCOPE, str(exc.detail))
+        return DomainError(ErrorCode.INSUFFICIENT_SCOPE, str(exc.detail))
     if isinstance(exc, RequestDataTooBig):
-        return ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "The request body is too large.")
+        return DomainError(ErrorCode.PAYLOAD_TOO_LARGE)
     if isinstance(
         exc, OperationalError | InterfaceError | RedisConnectionError | RedisTimeoutError
     ):
@@ -207,17 +211,17 @@ def _api_error_for(exc: Exception) -> ApiError | None:
             exc.__class__.__name__,
             describe_error(exc),
         )
-        return ApiError(ErrorCode.SERVICE_UNAVAILABLE, "The service is temporarily unavailable.")
+        return DomainError(ErrorCode.SERVICE_UNAVAILABLE)
     if isinstance(exc, exceptions.APIException) and exc.status_code < 500:
         # Any other refusal DRF makes is still the client's doing, never an internal error.
-        return ApiError(ErrorCode.INVALID_REQUEST, str(exc.detail))
+        return DomainError(ErrorCode.INVALID_REQUEST, str(exc.detail))
     return None
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse | None:
     """DRF's exception handler: the envelope for every error a view raises. Always rendered as
     JSON, also by views whose own format is another (the schema's YAML, the docs' HTML)."""
-    error = _api_error_for(exc)
+    error = _domain_error_for(exc)
     if error is None:
         return None  # Django's handler500 answers with INTERNAL_ERROR and logs the traceback.
     request = context.get("request")
@@ -226,5 +230,5 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> JsonResponse |
 
 def handle_uncaught(request: HttpRequest, exc: Exception) -> JsonResponse | None:
     """For exceptions outside DRF views (middleware, Django views): the same mapping."""
-    error = _api_error_for(exc)
+    error = _domain_error_for(exc)
     return None if error is None else error_response(request, error)

@@ -38,7 +38,7 @@ from prometheus_client import (
     multiprocess,
 )
 
-from portal.errors import ApiError, ErrorCode, error_response
+from portal.errors import DomainError, ErrorCode, error_response
 
 log = logging.getLogger("portal.metrics")
 
@@ -266,6 +266,6 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     if request.method not in {"GET", "HEAD"}:
         return error_response(
             request,
-            ApiError(ErrorCode.METHOD_NOT_ALLOWED, f'Method "{request.method}" not allowed.'),
+            DomainError(ErrorCode.METHOD_NOT_ALLOWED, f'Method "{request.method}" not allowed.'),
         )
     return HttpResponse(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from portal import context, metrics
-from portal.errors import ApiError, ErrorCode, error_response, handle_uncaught
+from portal.errors import DomainError, ErrorCode, error_response, handle_uncaught
 
 request_log = logging.getLogger("portal.request")
 
@@ -91,12 +91,12 @@ class ApiErrorMiddleware:
             # Digits only: int() would also take "-1", "+5", " 5" or "1_0".
             if not _CONTENT_LENGTH.fullmatch(declared):
                 return error_response(
-                    request, ApiError(ErrorCode.INVALID_REQUEST, "Malformed Content-Length.")
+                    request, DomainError(ErrorCode.INVALID_REQUEST, "Malformed Content-Length.")
                 )
             if int(declared) > settings.API_MAX_BODY_BYTES:
                 return error_response(
                     request,
-                    ApiError(
+                    DomainError(
                         ErrorCode.PAYLOAD_TOO_LARGE,
                         f"The request body must be at most {settings.API_MAX_BODY_BYTES} bytes.",
                     ),

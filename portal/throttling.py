@@ -30,7 +30,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from portal import metrics
-from portal.errors import ApiError, ErrorCode, describe_error
+from portal.errors import DomainError, ErrorCode, describe_error
 
 log = logging.getLogger("portal.throttling")
 
@@ -168,7 +168,7 @@ class Limit:
         if count is not None and count > limit:
             wait = max(1, math.ceil((window + 1) * period - now))
             metrics.THROTTLED.labels(limit=self.name).inc()
-            raise ApiError(
+            raise DomainError(
                 ErrorCode.RATE_LIMITED,
                 f"Rate limit '{self.name}' exceeded ({limit} per {_PERIOD_NAMES[period]} "
                 f"{self.per}); retry in {wait} seconds.",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from portal.authorization import Public
-from portal.errors import ApiError, ErrorCode, error_body, error_response
+from portal.errors import DomainError, ErrorCode, error_body, error_response
 from portal.middleware import is_api_path
 from portal.readiness import readiness
 
@@ -94,23 +94,18 @@ class ReadyView(APIView):
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api_path(request.path):
         return defaults.bad_request(request, exception)
-    return error_response(request, ApiError(ErrorCode.INVALID_REQUEST, "Bad request."))
+    return error_response(request, DomainError(ErrorCode.INVALID_REQUEST, "Bad request."))
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     if not is_api_path(request.path):
         return defaults.page_not_found(request, exception)
-    return error_response(request, ApiError(ErrorCode.NOT_FOUND, f"No such path: {request.path}"))
+    return error_response(
+        request, DomainError(ErrorCode.NOT_FOUND, f"No such path: {request.path}")
+    )
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
     if not is_api_path(request.path):
         return defaults.server_error(request)
-    response = JsonResponse(
-        error_body(
-            request, ErrorCode.INTERNAL_ERROR, "Internal error; quote the request id to support."
-        ),
-        status=500,
-    )
-    response.error_code = ErrorCode.INTERNAL_ERROR
-    return response
+    return error_response(request, DomainError(ErrorCode.INTERNAL_ERROR))

@@ -108,10 +108,10 @@ def staff_dashboard(context: template.Context) -> dict[str, Any]:
         )
     if user.has_perm("devices.view_device"):
         counts = active_devices_by_kind()
-        parts["form_factors"] = FormFactor.values
+        parts["form_factors"] = FormFactor.labels
         parts["devices"] = [
-            (platform, [counts[(platform, f)] for f in FormFactor.values])
-            for platform in Platform.values
+            (platform.label, [counts[(platform.value, f)] for f in FormFactor.values])
+            for platform in Platform
         ]
         parts["devices_total"] = sum(counts.values())
     if user.has_perm("accounts.view_apikey"):

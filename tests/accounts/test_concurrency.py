@@ -36,6 +36,8 @@ from accounts.models import (
     LinkedUser,
     UserStatus,
 )
+from accounts.services import keys as key_services
+from accounts.services import users as user_services
 from accounts.signals import user_deleted
 from devices.models import Device, InactiveReason
 from tests.concurrency import run_together, values
@@ -399,7 +401,7 @@ def test_repeated_deletes_racing_the_purge_all_answer_the_first_request(
 
     "forced": all DELETEs are held just before request_user_deletion (each found the user);
     the first then deletes and its eager purge runs, and only then do the others go on."""
-    deletion = services.request_user_deletion
+    deletion = user_services.request_user_deletion
     gate: dict[str, object] = {}
 
     def held_deletion(**kwargs):
@@ -413,7 +415,7 @@ def test_repeated_deletes_racing_the_purge_all_answer_the_first_request(
         _wait(gate["first_done"], "the first deletion and its purge")
         return deletion(**kwargs)
 
-    monkeypatch.setattr(services, "request_user_deletion", held_deletion)
+    monkeypatch.setattr(user_services, "request_user_deletion", held_deletion)
     rounds = FORCED_ROUNDS if interleaving == "forced" else FREE_ROUNDS
     for round_ in range(rounds):
         external_id = f"repeat-delete-{interleaving}-{round_}"
@@ -454,13 +456,13 @@ def test_two_expiry_notice_runs_at_once_send_each_reminder_once(monkeypatch, cap
     then finds it. A check-then-send (or send-then-record) would mail the contacts twice, or
     trip over the unique notice and leave a logged error. Sending is slowed a little so the
     two runs overlap on every key."""
-    send = services._send_expiry_mail
+    send = key_services._send_expiry_mail
 
     def slow_send(*args, **kwargs):
         time.sleep(0.02)
         return send(*args, **kwargs)
 
-    monkeypatch.setattr(services, "_send_expiry_mail", slow_send)
+    monkeypatch.setattr(key_services, "_send_expiry_mail", slow_send)
     for round_ in range(NOTICE_ROUNDS):
         app = AppFactory(contact_emails=[f"ops-{round_}@example.com"])
         now = timezone.now()

@@ -16,8 +16,9 @@ from accounts.models import (
     LinkedUser,
     UserStatus,
 )
+from accounts.services import users as user_services
 from devices.models import Device
-from portal.errors import ApiError, ErrorCode
+from portal.errors import DomainError, ErrorCode
 from tests.factories import DeletionRequestFactory, LinkedUserFactory
 from tests.helpers import issue_code, redeem
 
@@ -109,7 +110,7 @@ def test_a_lost_purge_is_picked_up_by_the_sweep(customer, alice, monkeypatch):
     monkeypatch.setattr(tasks.purge_deleted_user, "delay", broker_down)
     user, _, _ = alice
     request_id = customer.delete(f"/users/{user.user_id}").json()["request_id"]
-    services._enqueue_purge(request_id)  # what on_commit runs: logs, does not raise
+    user_services._enqueue_purge(request_id)  # what on_commit runs: logs, does not raise
 
     assert tasks.sweep_deletion_requests() == 0  # within the grace period: not yet
     DeletionRequest.objects.update(requested_at=timezone.now() - dt.timedelta(minutes=10))
@@ -146,6 +147,6 @@ def test_the_deletion_service_answers_a_repeat_with_the_first_request(app):
     assert DeletionRequest.objects.count() == 1
 
     other_app = LinkedUserFactory()  # a user of another app is not this app's to delete
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(DomainError) as refused:
         services.delete_user_of_app(app_id=app.pk, user_id=other_app.user_id, actor=actor)
-    assert refused.value.error_code == ErrorCode.USER_NOT_FOUND
+    assert refused.value.code == ErrorCode.USER_NOT_FOUND

@@ -13,6 +13,8 @@ from rest_framework.test import APIClient
 from accounts import services
 from accounts.audit import Actor
 from accounts.models import ApiKey, ApiKeyNotice, AuditAction, AuditEvent
+from accounts.services import keys as key_services
+from portal.errors import DomainError
 from tests.factories import ApiKeyFactory, AppFactory
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +80,7 @@ def test_dead_keys_are_not_rotated(app, state, message):
 
 def test_a_key_is_rotated_once(api_key):
     run("rotate_api_key", api_key.key_id)
-    with pytest.raises(ValueError, match="already rotated"):
+    with pytest.raises(DomainError, match="already rotated"):
         services.rotate_api_key(api_key=api_key, grace=dt.timedelta(hours=1), actor=OPERATOR)
 
 
@@ -197,14 +199,14 @@ class TestExpiryNotices:
     def test_a_failed_send_is_retried_next_run_and_holds_up_nobody(self, monkeypatch):
         failing = self._key(10, app=AppFactory(contact_emails=["broken@x.test"]))
         working = self._key(11)
-        real_send_mail = services.send_mail
+        real_send_mail = key_services.send_mail
 
         def smtp_refuses_one(*args, recipient_list, **kwargs):
             if recipient_list == ["broken@x.test"]:
                 raise ConnectionError("smtp refused")
             return real_send_mail(*args, recipient_list=recipient_list, **kwargs)
 
-        monkeypatch.setattr(services, "send_mail", smtp_refuses_one)
+        monkeypatch.setattr(key_services, "send_mail", smtp_refuses_one)
         assert services.send_key_expiry_notices() == 1
         assert [n.api_key for n in ApiKeyNotice.objects.all()] == [working]
         monkeypatch.undo()

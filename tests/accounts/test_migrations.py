@@ -1,5 +1,6 @@
-"""The migrations agree with the models, and 0006 drops its two indexes without re-checking
-the codes' foreign keys (which would stop issuance on a big table)."""
+"""The migrations agree with the models; 0006 drops its two indexes without re-checking the
+codes' foreign keys (which would stop issuance on a big table), and 0008 adds a column and
+its index without rewriting the table of deletion requests."""
 
 import pytest
 from django.core.management import call_command
@@ -45,3 +46,35 @@ def test_0006_drops_two_indexes_and_leaves_the_foreign_keys_alone():
     # The same constraints with the same oids: not dropped and added again.
     assert foreign_keys_after == foreign_keys_before
     assert len(foreign_keys_after) == 3  # app, user, api_key
+
+
+def _deletion_table() -> tuple[int, dict[str, bool]]:
+    """The table's file (a new one if the table was rewritten) and its indexes' validity."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relfilenode FROM pg_class WHERE relname = 'accounts_deletionrequest'"
+        )
+        [(file_node,)] = cursor.fetchall()
+        cursor.execute(
+            "SELECT index.relname, pg_index.indisvalid FROM pg_index"
+            " JOIN pg_class index ON index.oid = pg_index.indexrelid"
+            " WHERE pg_index.indrelid = 'accounts_deletionrequest'::regclass"
+        )
+        return file_node, dict(cursor.fetchall())
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_0008_adds_the_external_id_digest_without_rewriting_the_table():
+    executor = MigrationExecutor(connection)
+    try:
+        executor.migrate([("accounts", "0007_audit_staff_sign_in_actions")])
+        file_before, indexes_before = _deletion_table()
+        executor = MigrationExecutor(connection)
+        executor.migrate([("accounts", "0008_deletionrequest_external_id_digest")])
+        file_after, indexes_after = _deletion_table()
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+    assert file_after == file_before
+    assert indexes_after == {**indexes_before, "deletion_external_id": True}

@@ -126,7 +126,7 @@ def test_make_active_says_which_device_loses_its_place(
     grant(support_user, "activate_device")
     newer_phone, _ = device_with_token(user=world.user, install_id="phone-install-0002")
     page = support.get(action_page(newer_phone, "activate"))
-    assert "phone-install-0001 (android phone) loses its place" in page.text
+    assert "phone-install-0001 (Android phone) loses its place" in page.text
     assert "Replaced by a newer device" in page.text
 
     support.post(action_page(newer_phone, "activate"), {"ids": newer_phone.pk})

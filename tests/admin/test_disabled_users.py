@@ -12,6 +12,7 @@ from accounts import services as account_services
 from accounts.audit import MAX_NOTE_LENGTH, Actor
 from accounts.models import AuditAction, AuditEvent
 from devices import services as device_services
+from portal.errors import DomainError
 from tests.admin.conftest import World
 from tests.admin.pages import action_page
 
@@ -158,11 +159,11 @@ def test_the_services_refuse_a_bad_reason_before_changing_anything(
     world: World, reason: str
 ) -> None:
     """Every caller (admin, console, commands) gets the same rule, not only the admin form."""
-    with pytest.raises(ValueError, match="reason"):
+    with pytest.raises(DomainError, match="reason"):
         account_services.set_user_disabled(
             user=world.user, disabled=True, actor=STAFF, reason=reason
         )
-    with pytest.raises(ValueError, match="reason"):
+    with pytest.raises(DomainError, match="reason"):
         device_services.deactivate_device(device=world.phone, actor=STAFF, reason=reason)
     world.user.refresh_from_db()
     world.phone.refresh_from_db()

@@ -5,17 +5,21 @@ SQLite, and only with lookups an index serves (on PostgreSQL the plans prove it)
 from __future__ import annotations
 
 import pytest
+from django.conf import settings
 from django.contrib import admin
 from django.contrib.auth.models import User
 from django.db import connection
 from django.db.models import Model
-from django.test import Client, RequestFactory
+from django.test import Client, RequestFactory, override_settings
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from accounts.models import AuditEvent, LinkedUser
+from accounts import services
+from accounts.admin_base import when
+from accounts.audit import Actor
+from accounts.models import AuditEvent, DeletionRequest, LinkedUser
 from devices.models import Device
-from tests.admin.conftest import World
+from tests.admin.conftest import World, logged_in
 from tests.factories import DeviceFactory, LinkedUserFactory
 
 
@@ -100,6 +104,49 @@ def test_audit_events_by_user_or_target(support: Client, world: World) -> None:
     assert found(support, "accounts_auditevent", world.key.key_id) == []
 
 
+def deleted_and_purged(external_id: str, world: World) -> DeletionRequest:
+    user = LinkedUserFactory(app=world.app, external_id=external_id, status="active")
+    deletion = services.request_user_deletion(user=user, actor=Actor.api_key(world.key.key_id))
+    assert services.purge_deleted_user(request_id=deletion.request_id)
+    assert not LinkedUser.objects.filter(user_id=deletion.deleted_user_id).exists()
+    deletion.refresh_from_db()
+    return deletion
+
+
+def test_a_purged_users_deletion_is_found_by_its_external_id(support: Client, world: World) -> None:
+    """Support can answer "was bob deleted, and when?": the request keeps a keyed digest of
+    the external id, never the id itself, and the search goes through the same digest."""
+    deletion = deleted_and_purged("bob@example.com", world)
+    assert found(support, "accounts_deletionrequest", " bob@example.com ") == [deletion]
+    assert found(support, "accounts_deletionrequest", deletion.deleted_user_id) == [deletion]
+    for other in ["Bob@example.com", "bob@example", "bob@example.com.", world.user.external_id]:
+        assert found(support, "accounts_deletionrequest", other) == [], other
+
+    page = support.get(
+        reverse("admin:accounts_deletionrequest_changelist"), {"q": "bob@example.com"}
+    ).text
+    row = page.split(deletion.request_id, 1)[1].split("</tr>", 1)[0]
+    assert when(deletion.requested_at) in row
+    assert when(deletion.completed_at) in row
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT * FROM accounts_deletionrequest WHERE id = %s", [deletion.pk])
+        [raw] = cursor.fetchall()
+    assert deletion.external_id_digest in raw
+    assert not [value for value in raw if "bob" in str(value).lower()], raw
+
+
+def test_external_ids_stay_findable_while_the_former_secret_key_is_a_fallback(
+    support_user: User, world: World
+) -> None:
+    deletion = deleted_and_purged("carol", world)
+    rotated = {"SECRET_KEY": "a-new-secret-key"}
+    with override_settings(**rotated, SECRET_KEY_FALLBACKS=[settings.SECRET_KEY]):
+        assert found(logged_in(support_user), "accounts_deletionrequest", "carol") == [deletion]
+    with override_settings(**rotated, SECRET_KEY_FALLBACKS=[]):
+        assert found(logged_in(support_user), "accounts_deletionrequest", "carol") == []
+
+
 def test_filters_and_searches_combine(support: Client, world: World) -> None:
     url = reverse("admin:accounts_linkeduser_changelist")
     page = support.get(url, {"q": "alice", "active_device": "yes", "status": "active"})
@@ -150,6 +197,14 @@ def plan(model: type[Model], term: str) -> str:
         ),
         (Device, ["device_install_id_like", "device_model_like"]),
         (AuditEvent, ["audit_user_timeline", "audit_target"]),
+        (
+            DeletionRequest,
+            [
+                "accounts_deletionrequest_request_id",
+                "accounts_deletionrequest_deleted_user_id",
+                "deletion_external_id",
+            ],
+        ),
     ],
 )
 def test_searches_are_served_by_indexes(

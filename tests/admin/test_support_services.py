@@ -13,6 +13,7 @@ from accounts.audit import Actor
 from accounts.models import AuditAction, AuditEvent, LinkedUser
 from devices import services
 from devices.models import Device, InactiveReason
+from portal.errors import DomainError
 from tests.admin.conftest import World, device_with_token
 from tests.concurrency import run_together, values
 from tests.helpers import issue_code, redeem
@@ -21,7 +22,7 @@ STAFF = Actor.staff("support")
 
 
 def test_deactivate_the_active_device(world: World) -> None:
-    assert services.deactivate_device(device=world.phone, actor=STAFF) is True
+    assert services.deactivate_device(device=world.phone, actor=STAFF).pk == world.phone.pk
     world.phone.refresh_from_db()
     assert (world.phone.is_active, world.phone.inactive_reason) == (False, "DEACTIVATED_BY_SUPPORT")
     assert world.phone.deactivated_at is not None
@@ -34,8 +35,9 @@ def test_deactivate_the_active_device(world: World) -> None:
     )
 
 
-def test_deactivating_an_inactive_device_changes_nothing(world: World) -> None:
-    assert services.deactivate_device(device=world.tablet, actor=STAFF) is False
+def test_deactivating_an_inactive_device_is_refused_and_changes_nothing(world: World) -> None:
+    with pytest.raises(DomainError, match="not active"):
+        services.deactivate_device(device=world.tablet, actor=STAFF)
     world.tablet.refresh_from_db()
     assert world.tablet.inactive_reason == InactiveReason.PHONE_PREFERRED
     assert not AuditEvent.objects.filter(action=AuditAction.DEVICE_DEACTIVATED).exists()
@@ -43,17 +45,19 @@ def test_deactivating_an_inactive_device_changes_nothing(world: World) -> None:
 
 def test_a_deleted_users_devices_are_left_alone(world: World) -> None:
     account_services.request_user_deletion(user=world.user, actor=STAFF)
-    with pytest.raises(ValueError, match="deleted"):
+    with pytest.raises(DomainError, match="deleted"):
         services.deactivate_device(device=world.phone, actor=STAFF)
-    with pytest.raises(ValueError, match="deleted"):
+    with pytest.raises(DomainError, match="deleted"):
         services.activate_device(device=world.tablet, actor=STAFF)
 
 
 def test_make_a_newer_phone_active(world: World) -> None:
     other, _ = device_with_token(user=world.user, install_id="phone-install-0002")
-    replaced = services.activate_device(device=other, actor=STAFF)
-    assert replaced.pk == world.phone.pk
+    activation = services.activate_device(device=other, actor=STAFF)
+    assert activation.replaced.pk == world.phone.pk
+    other.refresh_from_db()
     assert other.is_active and other.activated_at is not None
+    assert activation.device == other
     world.phone.refresh_from_db()
     assert world.phone.inactive_reason == InactiveReason.REPLACED_BY_NEWER_DEVICE
     assert Device.objects.filter(user=world.user, is_active=True).get() == other
@@ -63,10 +67,10 @@ def test_make_a_newer_phone_active(world: World) -> None:
 
 
 def test_a_tablet_never_takes_the_place_of_an_active_phone(world: World) -> None:
-    with pytest.raises(ValueError, match="phones come first"):
+    with pytest.raises(DomainError, match="phones come first"):
         services.activate_device(device=world.tablet, actor=STAFF)
     services.deactivate_device(device=world.phone, actor=STAFF)
-    assert services.activate_device(device=world.tablet, actor=STAFF) is None
+    assert services.activate_device(device=world.tablet, actor=STAFF).replaced is None
     world.tablet.refresh_from_db()
     assert world.tablet.is_active
 
@@ -74,13 +78,24 @@ def test_a_tablet_never_takes_the_place_of_an_active_phone(world: World) -> None
 def test_a_device_without_a_token_cannot_become_active(world: World) -> None:
     reset, _ = device_with_token(user=world.user, install_id="reset-install-01")
     Device.objects.filter(pk=reset.pk).update(access_token_digest=None)
-    with pytest.raises(ValueError, match="no access token"):
+    with pytest.raises(DomainError, match="no access token"):
         services.activate_device(device=reset, actor=STAFF)
 
 
-def test_making_the_active_device_active_changes_nothing(world: World) -> None:
-    assert services.activate_device(device=world.phone, actor=STAFF) is None
+def test_making_the_active_device_active_is_refused_and_changes_nothing(world: World) -> None:
+    with pytest.raises(DomainError, match="already active"):
+        services.activate_device(device=world.phone, actor=STAFF)
     assert not AuditEvent.objects.filter(action=AuditAction.DEVICE_ACTIVATED).exists()
+
+
+def _deactivated(device: Device) -> bool:
+    """Support's deactivation: False when it found the device no longer active."""
+    try:
+        services.deactivate_device(device=device, actor=STAFF)
+    except DomainError as exc:
+        assert "not active" in exc.message
+        return False
+    return True
 
 
 @pytest.mark.postgres
@@ -108,7 +123,7 @@ def test_support_and_a_redemption_racing_leave_one_active_device(customer, api, 
         answers = values(
             run_together(
                 [
-                    partial(services.deactivate_device, device=old_phone, actor=STAFF),
+                    partial(_deactivated, old_phone),
                     partial(redeem, client, second["authentication_code"], app.app_id, new_install),
                 ]
             )

@@ -8,11 +8,14 @@ import json
 import re
 import time
 import types
+from io import StringIO
 
 import pytest
 import redis
+from django.core.management import call_command
 from django.db import InterfaceError, OperationalError
 from django.test import override_settings
+from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -21,6 +24,7 @@ from accounts.models import ApiKey, AuthCode, AuthCodeStatus, LinkedUser, Scope,
 from devices import services as device_services
 from devices.models import Device
 from portal import throttling
+from portal.errors import DomainError, ErrorCode
 from tests.factories import ApiKeyFactory, AuthCodeFactory
 
 pytestmark = pytest.mark.django_db
@@ -544,3 +548,57 @@ def test_healthz_answers_without_touching_the_database(api, django_assert_num_qu
 
 
 # /readyz: tests/portal/test_readiness.py
+
+
+def test_every_error_code_carries_the_contracts_status_and_a_message() -> None:
+    """The status of each code sits beside its definition; this pins it to the contract."""
+    contract = {
+        "INVALID_REQUEST": 400,
+        "INVALID_AUTH_CODE": 400,
+        "INVALID_API_KEY": 401,
+        "API_KEY_EXPIRED": 401,
+        "API_KEY_REVOKED": 401,
+        "INVALID_ACCESS_TOKEN": 401,
+        "INSUFFICIENT_SCOPE": 403,
+        "APP_DISABLED": 403,
+        "USER_DISABLED": 403,
+        "USER_NOT_FOUND": 404,
+        "NOT_FOUND": 404,
+        "METHOD_NOT_ALLOWED": 405,
+        "AUTH_CODE_ALREADY_USED": 409,
+        "INSTALL_ID_CONFLICT": 409,
+        "AUTH_CODE_EXPIRED": 410,
+        "PAYLOAD_TOO_LARGE": 413,
+        "UNSUPPORTED_MEDIA_TYPE": 415,
+        "RATE_LIMITED": 429,
+        "INTERNAL_ERROR": 500,
+        "SERVICE_UNAVAILABLE": 503,
+    }
+    assert {code.value: code.status for code in ErrorCode} == contract
+    assert all(code.message.endswith(".") for code in ErrorCode)
+    error = DomainError(ErrorCode.USER_NOT_FOUND)
+    assert (error.status, error.message, str(error)) == (
+        404,
+        "No such user in this app.",
+        error.message,
+    )
+
+
+def test_a_service_refusal_reads_the_same_in_the_service_the_admin_and_a_command(
+    api_key, admin_client
+) -> None:
+    """One exception, one message: the rotation refusal of a revoked key, three ways."""
+    ApiKey.objects.filter(pk=api_key.pk).update(revoked_at=timezone.now())
+    api_key.refresh_from_db()
+    with pytest.raises(DomainError) as refused:
+        account_services.check_rotatable(api_key)
+    message = refused.value.message
+    assert message == f"key {api_key.key_id} is revoked; create a new key instead"
+    out = StringIO()
+    with pytest.raises(SystemExit):
+        call_command("rotate_api_key", api_key.key_id, "--json", stdout=out)
+    assert json.loads(out.getvalue()) == {"error": message}
+    page = admin_client.get(
+        reverse("admin:accounts_apikey_staff_action", args=["rotate"]) + f"?ids={api_key.pk}"
+    )
+    assert message in page.content.decode()

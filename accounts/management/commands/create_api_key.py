@@ -5,6 +5,7 @@ from accounts import services
 from accounts.audit import Actor
 from accounts.models import App
 from portal.commands import JsonCommand, iso
+from portal.errors import DomainError, ErrorCode
 
 
 class Command(JsonCommand):
@@ -26,10 +27,10 @@ class Command(JsonCommand):
     def run(self, **options: Any) -> dict[str, Any]:
         app = App.objects.filter(app_id=options["app"]).first()
         if app is None:
-            raise ValueError(f"no app with app_id {options['app']!r}")
+            raise DomainError(ErrorCode.NOT_FOUND, f"no app with app_id {options['app']!r}")
         name = options["name"].strip()
         if not name:
-            raise ValueError("the key name must not be blank")
+            raise DomainError(ErrorCode.INVALID_REQUEST, "the key name must not be blank")
         new = services.create_api_key(
             app=app,
             name=name,

@@ -3,6 +3,7 @@ from typing import Any
 
 from accounts import services
 from portal.commands import JsonCommand
+from portal.errors import DomainError, ErrorCode
 
 
 class Command(JsonCommand):
@@ -21,6 +22,6 @@ class Command(JsonCommand):
     def run(self, **options: Any) -> dict[str, Any]:
         name = options["name"].strip()
         if not name:
-            raise ValueError("the app name must not be blank")
+            raise DomainError(ErrorCode.INVALID_REQUEST, "the app name must not be blank")
         app = services.create_app(name=name, contact_emails=options["contact_emails"])
         return {"app_id": app.app_id, "name": app.name}

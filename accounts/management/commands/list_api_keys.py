@@ -6,6 +6,7 @@ from django.utils import timezone
 from accounts import selectors
 from accounts.models import ApiKey, App
 from portal.commands import JsonCommand, iso
+from portal.errors import DomainError, ErrorCode
 
 
 class Command(JsonCommand):
@@ -19,7 +20,7 @@ class Command(JsonCommand):
         if options["app"]:
             app = App.objects.filter(app_id=options["app"]).first()
             if app is None:
-                raise ValueError(f"no app with app_id {options['app']!r}")
+                raise DomainError(ErrorCode.NOT_FOUND, f"no app with app_id {options['app']!r}")
             keys = keys.filter(app=app)
         now = timezone.now()
         return {

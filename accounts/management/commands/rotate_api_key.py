@@ -18,17 +18,16 @@ class Command(JsonCommand):
         parser.add_argument("--grace-hours", type=float, default=24.0)
 
     def run(self, **options: Any) -> dict[str, Any]:
-        old = selectors.api_key_by_key_id(options["key_id"])
-        new = services.rotate_api_key(
-            api_key=old,
+        rotation = services.rotate_api_key(
+            api_key=selectors.api_key_by_key_id(options["key_id"]),
             grace=dt.timedelta(hours=options["grace_hours"]),
             actor=Actor.operator("rotate_api_key"),
         )
         return {
-            "key_id": new.api_key.key_id,
-            "api_key": new.full_key,
-            "old_key_id": old.key_id,
-            "old_key_expires_at": iso(old.expires_at),
+            "key_id": rotation.new.api_key.key_id,
+            "api_key": rotation.new.full_key,
+            "old_key_id": rotation.old_key.key_id,
+            "old_key_expires_at": iso(rotation.old_key.expires_at),
         }
 
     def describe(self, result: dict[str, Any]) -> str:

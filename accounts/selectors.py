@@ -16,6 +16,18 @@ from portal.errors import DomainError, ErrorCode
 _API_KEY = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})\Z")
 PUBLIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
+# What the key check and the customer endpoints read of a key and its app: not the app's
+# JSON columns (SDK configuration, contact e-mails), which only redemption and staff need.
+_KEY_CHECK_FIELDS = (
+    "key_id",
+    "secret_digest",
+    "scopes",
+    "expires_at",
+    "revoked_at",
+    "last_used_at",
+    "app__app_id",
+    "app__is_active",
+)
 
 
 class KeyCheckFailed(DomainError):
@@ -36,7 +48,7 @@ def api_key_for(raw: str, *, now: dt.datetime | None = None) -> ApiKey:
         raise KeyCheckFailed("Malformed API key.")
     key_id, secret = match.groups()
     try:
-        api_key = ApiKey.objects.select_related("app").get(key_id=key_id)
+        api_key = ApiKey.objects.select_related("app").only(*_KEY_CHECK_FIELDS).get(key_id=key_id)
     except ApiKey.DoesNotExist:
         raise KeyCheckFailed() from None
     if not crypto.matches(secret, api_key.secret_digest):

@@ -254,3 +254,42 @@ def test_the_statement_timeout_reaches_the_server(second_connection):
     with wrapper.cursor() as cursor:
         cursor.execute("SHOW statement_timeout")
         assert cursor.fetchone() == ("2500ms",)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_health_check_pings_only_a_connection_idle_for_a_while(monkeypatch) -> None:
+    """`CONN_HEALTH_CHECKS` without a `SELECT 1` round trip per request under load: a
+    connection that answered within TRUSTED_FOR_SECONDS is trusted; an idle one is pinged,
+    and one the server dropped meanwhile is replaced before the request uses it."""
+    from django.db import connections
+
+    from portal.db.postgresql import base as portal_base
+
+    pings = []
+    real_is_usable = DatabaseWrapper.is_usable
+    monkeypatch.setattr(
+        DatabaseWrapper, "is_usable", lambda self: pings.append(1) or real_is_usable(self)
+    )
+    db = connections.create_connection("default")
+    try:
+
+        def request() -> int:
+            db.health_check_done = False  # what Django does at each request's start
+            with db.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                return cursor.fetchone()[0]
+
+        first_pid = request()
+        assert db.health_check_enabled
+        assert request() == first_pid and pings == []  # answered a moment ago: no ping
+
+        db.answered_at -= portal_base.TRUSTED_FOR_SECONDS
+        assert request() == first_pid and pings == [1]  # idle: pinged, and sound
+
+        with connection.cursor() as cursor:  # the server drops the idle connection
+            cursor.execute("SELECT pg_terminate_backend(%s)", [first_pid])
+        db.answered_at -= portal_base.TRUSTED_FOR_SECONDS
+        assert request() != first_pid  # pinged, found dead, replaced: the request works
+    finally:
+        db.close()

@@ -100,7 +100,7 @@ def redeem_auth_code(
         )
         # The clock is read once the lock is held, so times follow the order of the turns.
         now = now or timezone.now()
-        auth_code = (
+        found = (
             AuthCode.objects.annotate(
                 active_device=FilteredRelation(
                     "user__devices", condition=Q(user__devices__is_active=True)
@@ -118,9 +118,9 @@ def redeem_auth_code(
                 ),
             )
             .select_related("user__app", "api_key", "active_device", "own_device__user")
-            .filter(code_digest=digest)
-            .first()
+            .filter(code_digest=digest)[:1]  # unique: no ORDER BY, which .first() would add
         )
+        auth_code = next(iter(found), None)
         if auth_code is None or auth_code.user.app.app_id != app_id:
             raise DomainError(ErrorCode.INVALID_AUTH_CODE)
         user = auth_code.user

@@ -8,7 +8,18 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, Exists, F, FilteredRelation, OuterRef, Q, Subquery, Value, When
+from django.db.models import (
+    Case,
+    Exists,
+    F,
+    FilteredRelation,
+    Model,
+    OuterRef,
+    Q,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -150,23 +161,20 @@ def redeem_auth_code(
             )
 
         restored = auth_code.user_had_devices
-        activated, token, events = _activate(
+        user_event = audit.user_event(
+            user,
+            AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED,
+            Actor.device(device.install_id),
+            now,
+            issued_by_key=auth_code.api_key.key_id if auth_code.api_key else None,
+        )
+        activated, token = _activate(
             user=user,
             current=getattr(auth_code, "active_device", None),
             own=getattr(auth_code, "own_device", None),
             info=device,
             now=now,
-        )
-        action = AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED
-        audit.record(
-            audit.user_event(
-                user,
-                action,
-                Actor.device(device.install_id),
-                now,
-                issued_by_key=auth_code.api_key.key_id if auth_code.api_key else None,
-            ),
-            *events,
+            user_event=user_event,
         )
     return Redemption(
         user=user, device=activated, access_token=token, restored=restored, retried=False
@@ -224,9 +232,11 @@ def _activate(
     own: Device | None,
     info: DeviceInfo,
     now: dt.datetime,
-) -> tuple[Device, str, list[AuditEvent]]:
+    user_event: AuditEvent,
+) -> tuple[Device, str]:
     """Applies the activation policy for the incoming device; the caller holds the user lock.
-    `current` is the user's active device, `own` the device already under this install id."""
+    `current` is the user's active device, `own` the device already under this install id;
+    `user_event` is recorded with the devices' own events."""
     if own is not None and own.user_id != user.pk:
         if own.user.status == UserStatus.DELETED:
             # The install's previous user was deleted and awaits its purge: the install is free.
@@ -248,10 +258,15 @@ def _activate(
         current=FormFactor(current.form_factor) if current else None,
         incoming=FormFactor(info.form_factor),
     )
-    events = _apply(
-        decision, current=current, incoming=device, actor=Actor.device(info.install_id), now=now
+    _apply(
+        decision,
+        current=current,
+        incoming=device,
+        actor=Actor.device(info.install_id),
+        now=now,
+        recorded=[user_event],
     )
-    return device, token, events
+    return device, token
 
 
 def _apply(
@@ -262,14 +277,16 @@ def _apply(
     actor: Actor,
     now: dt.datetime,
     redeemed: bool = True,
-) -> list[AuditEvent]:
+    recorded: list[AuditEvent] | tuple[()] = (),
+) -> None:
     """The one place a `Decision` is carried out, for a redemption and for support alike: the
     user's active device `current` (user loaded) steps down if the decision says so, the
     `incoming` device becomes active or inactive with the decision's reason, and both are
-    written in one statement. The caller holds the user lock; returns the audit events.
-    `redeemed`: the incoming device brings new details and a new token (a redemption);
-    otherwise only its place changes (support), and a token refresh racing it is kept."""
-    events = []
+    written, with their audit events after the `recorded` ones, in one statement. The caller
+    holds the user lock. `redeemed`: the incoming device brings new details and a new token
+    (a redemption); otherwise only its place changes (support), and a token refresh racing it
+    is kept."""
+    events = list(recorded)
     changed = []
     if decision.deactivate_current:
         current.is_active, current.inactive_reason = False, decision.reason
@@ -299,8 +316,7 @@ def _apply(
                 )
             )
         incoming.is_active, incoming.inactive_reason = False, decision.reason
-    _save_devices([*changed, incoming], incoming=incoming if redeemed else None)
-    return events
+    _save_devices([*changed, incoming], incoming=incoming if redeemed else None, events=events)
 
 
 # What a redemption decides for every device it writes, and what only the incoming device
@@ -315,36 +331,36 @@ _INCOMING_FIELDS = (
 )
 
 
-def _save_devices(devices: list[Device], *, incoming: Device | None) -> None:
+def _save_devices(
+    devices: list[Device], *, incoming: Device | None, events: list[AuditEvent]
+) -> None:
     """Writes device states in one statement: an upsert on (app, install_id), applied in the
     order given (put a deactivation before the activation it makes room for: the
     one-active-device constraint is checked row by row). Only `incoming`, the redeeming
     device if any, has its details and token written. The upsert only ever updates a row
     of the same user: an install id that another user's redemption took concurrently comes
-    back missing, which is INSTALL_ID_CONFLICT, and the caller's transaction rolls back."""
-    fields = [field for field in Device._meta.concrete_fields if not field.primary_key]
+    back missing, which is INSTALL_ID_CONFLICT, and the caller's transaction rolls back.
+    On PostgreSQL the `events` are inserted by the same statement (a round trip less)."""
     quote = connection.ops.quote_name
     table = quote(Device._meta.db_table)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    columns = {field.name: quote(field.column) for field in fields}
+    column = {field.name: quote(field.column) for field in Device._meta.concrete_fields}
     incoming_fields = _INCOMING_FIELDS if incoming is not None else ()
-    updates = [f"{columns[name]} = excluded.{columns[name]}" for name in _POLICY_FIELDS] + [
-        f"{columns[name]} = CASE WHEN excluded.install_id = %s "
-        f"THEN excluded.{columns[name]} ELSE {table}.{columns[name]} END"
+    updates = [f"{column[name]} = excluded.{column[name]}" for name in _POLICY_FIELDS] + [
+        f"{column[name]} = CASE WHEN excluded.install_id = %s "
+        f"THEN excluded.{column[name]} ELSE {table}.{column[name]} END"
         for name in incoming_fields
     ]
+    insert, params = _insert_sql(Device, devices)
     sql = (
-        f"INSERT INTO {table} ({', '.join(columns.values())}) "  # noqa: S608 (identifiers from the model, values bound)
-        f"VALUES {', '.join([row] * len(devices))} "
-        f"ON CONFLICT (app_id, install_id) DO UPDATE SET {', '.join(updates)} "
-        f"WHERE {table}.user_id = excluded.user_id "
-        "RETURNING id, install_id"
+        f"{insert} ON CONFLICT (app_id, install_id) DO UPDATE SET {', '.join(updates)} "
+        f"WHERE {table}.user_id = excluded.user_id RETURNING id, install_id"
     )
-    params = [
-        field.get_db_prep_save(getattr(device, field.attname), connection)
-        for device in devices
-        for field in fields
-    ] + [incoming.install_id for _ in incoming_fields]
+    params += [incoming.install_id for _ in incoming_fields]
+    if connection.vendor == "postgresql" and events:
+        logged, logged_params = _insert_sql(AuditEvent, events)
+        sql, params = f"WITH logged AS ({logged}) {sql}", [*logged_params, *params]
+    elif events:
+        audit.record(*events)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = {install_id: pk for pk, install_id in cursor.fetchall()}
@@ -353,6 +369,24 @@ def _save_devices(devices: list[Device], *, incoming: Device | None) -> None:
             raise DomainError(ErrorCode.INSTALL_ID_CONFLICT)
         device.pk = ids[device.install_id]
         device._state.adding, device._state.db = False, connection.alias
+
+
+def _insert_sql(model: type[Model], objects: list[Model]) -> tuple[str, list[object]]:
+    """A plain multi-row INSERT of `objects` (all fields but the primary key) and its params."""
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (identifiers from the model, values bound)
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([row] * len(objects))}"
+    )
+    params = [
+        field.get_db_prep_save(getattr(obj, field.attname), connection)
+        for obj in objects
+        for field in fields
+    ]
+    return sql, params
 
 
 def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int:
@@ -518,9 +552,5 @@ def activate_device(*, device: Device, actor: Actor, now: dt.datetime | None = N
         decision = check_activatable(target, current=current)
         if current is not None:
             current.user = user
-        audit.record(
-            *_apply(
-                decision, current=current, incoming=target, actor=actor, now=now, redeemed=False
-            )
-        )
+        _apply(decision, current=current, incoming=target, actor=actor, now=now, redeemed=False)
     return Activation(device=target, replaced=current if decision.deactivate_current else None)

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from accounts import crypto
@@ -242,17 +243,20 @@ def test_the_retry_keeps_a_waiting_tablet_waiting(customer, api, app):
 
 @pytest.mark.parametrize("crowded", [False, True])
 def test_redemption_query_budget(customer, api, app, crowded, django_assert_max_num_queries):
-    """≤ 7 round trips (transaction control included) for a first and a restoring redemption,
-    the same for a user with 100 devices and 100 codes."""
+    """Round trips, transaction control included, for a first and a restoring redemption and
+    a retry, the same for a user with 100 devices and 100 codes. PostgreSQL: BEGIN, the user
+    lock, the read, the code's use, the devices with their audit events, COMMIT; SQLite
+    writes the audit events on their own."""
+    budget = 6 if connection.vendor == "postgresql" else 7
     user = LinkedUserFactory(app=app, external_id="alice")
     if crowded:
         DeviceFactory.create_batch(100, user=user)
         AuthCodeFactory.create_batch(100, user=user)
     first, second = AuthCodeFactory(user=user), AuthCodeFactory(user=user)
 
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(budget):
         assert redeem(api, first.code, app.app_id, "phone-one-1").status_code == 201
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(budget):
         assert redeem(api, second.code, app.app_id, "phone-two-2").status_code == 201
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(budget):
         assert redeem(api, second.code, app.app_id, "phone-two-2").status_code == 200

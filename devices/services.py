@@ -4,7 +4,9 @@ the support actions (deactivate, make active)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -26,6 +28,7 @@ from django.utils import timezone
 from accounts import audit, crypto
 from accounts.audit import Actor
 from accounts.models import (
+    App,
     AuditAction,
     AuditEvent,
     AuthCode,
@@ -36,6 +39,8 @@ from accounts.models import (
 from devices.models import Device, FormFactor, InactiveReason
 from devices.policy import Decision, decide
 from portal.errors import DomainError, ErrorCode
+
+M = TypeVar("M", bound=Model)
 
 DEVICE_FIELDS = ("platform", "form_factor", "model", "os_version", "app_version", "sdk_version")
 
@@ -85,6 +90,23 @@ def _new_access_token(device: Device, now: dt.datetime) -> str:
     return new.token
 
 
+@dataclass(frozen=True)
+class _Found:
+    """What redemption reads, under the user lock, about a code: the code as it was before
+    this redemption, its user (app loaded), the user's active device and the device already
+    under the incoming install id (its user loaded), and whether this redemption used it."""
+
+    code: AuthCode
+    key_id: str | None
+    user: LinkedUser
+    had_devices: bool
+    """The user had a device before this code's redemption (for a retry, before the first
+    one: the retry repeats the first answer): the user is "restored"."""
+    active: Device | None
+    own: Device | None
+    consumed: bool
+
+
 def redeem_auth_code(
     *, code: str, app_id: str, device: DeviceInfo, now: dt.datetime | None = None
 ) -> Redemption:
@@ -92,9 +114,9 @@ def redeem_auth_code(
 
     First the code's user row is locked; then one read fetches the code with its user, app,
     issuing key, the user's active device and the device already registered under this
-    install id; then only writes follow. The user lock makes two devices of one user
-    redeeming at once take turns; the conditional UPDATE makes one code usable once even by
-    requests that raced past the read. Any refusal rolls everything back.
+    install id, and uses the code; then only writes follow. The user lock makes two devices
+    of one user redeeming at once take turns; the conditional UPDATE makes one code usable
+    once even by requests that raced past the read. Any refusal rolls everything back.
     """
     digest = crypto.digest(code)
     with transaction.atomic():
@@ -111,73 +133,170 @@ def redeem_auth_code(
         )
         # The clock is read once the lock is held, so times follow the order of the turns.
         now = now or timezone.now()
-        found = (
-            AuthCode.objects.annotate(
-                active_device=FilteredRelation(
-                    "user__devices", condition=Q(user__devices__is_active=True)
-                ),
-                own_device=FilteredRelation(
-                    "app__devices", condition=Q(app__devices__install_id=device.install_id)
-                ),
-                # "restored": the user had a device before this code's redemption (for a
-                # retry, before the first one: the retry repeats the first answer).
-                user_had_devices=Exists(
-                    Device.objects.filter(
-                        user=OuterRef("user_id"),
-                        created_at__lt=Coalesce(OuterRef("redeemed_at"), Value(now)),
-                    )
-                ),
-            )
-            .select_related("user__app", "api_key", "active_device", "own_device__user")
-            .filter(code_digest=digest)[:1]  # unique: no ORDER BY, which .first() would add
-        )
-        auth_code = next(iter(found), None)
-        if auth_code is None or auth_code.user.app.app_id != app_id:
+        read = _read_and_use if connection.vendor == "postgresql" else _read_then_use
+        found = read(digest=digest, install_id=device.install_id, now=now)
+        if found is None or found.user.app.app_id != app_id:
             raise DomainError(ErrorCode.INVALID_AUTH_CODE)
-        user = auth_code.user
+        user = found.user
         if not user.app.is_active:
             raise DomainError(ErrorCode.APP_DISABLED)
         if not user.is_usable:
             raise DomainError(ErrorCode.USER_DISABLED)
+        if not found.consumed:  # under the user lock, the read is current: no race to re-read
+            return _retry(found=found, info=device, now=now)
 
-        consumed = (
-            auth_code.status == AuthCodeStatus.ISSUED
-            and auth_code.expires_at > now
-            and AuthCode.objects.filter(
-                pk=auth_code.pk, status=AuthCodeStatus.ISSUED, expires_at__gt=now
-            ).update(
-                status=AuthCodeStatus.REDEEMED,
-                redeemed_at=now,
-                redeemed_install_id=device.install_id,
-            )
-            == 1
-        )
-        if not consumed:  # under the user lock, the read above is current: no race to re-read
-            return _retry(
-                auth_code=auth_code,
-                own=getattr(auth_code, "own_device", None),
-                info=device,
-                now=now,
-            )
-
-        restored = auth_code.user_had_devices
         user_event = audit.user_event(
             user,
-            AuditAction.USER_RESTORED if restored else AuditAction.USER_CREATED,
+            AuditAction.USER_RESTORED if found.had_devices else AuditAction.USER_CREATED,
             Actor.device(device.install_id),
             now,
-            issued_by_key=auth_code.api_key.key_id if auth_code.api_key else None,
+            issued_by_key=found.key_id,
         )
         activated, token = _activate(
             user=user,
-            current=getattr(auth_code, "active_device", None),
-            own=getattr(auth_code, "own_device", None),
+            current=found.active,
+            own=found.own,
             info=device,
             now=now,
             user_event=user_event,
         )
     return Redemption(
-        user=user, device=activated, access_token=token, restored=restored, retried=False
+        user=user,
+        device=activated,
+        access_token=token,
+        restored=found.had_devices,
+        retried=False,
+    )
+
+
+# PostgreSQL: the code's use and the read in one statement. The UPDATE in WITH runs once, and
+# the SELECT sees the code as it was before it (so a retry is told from a first use); any
+# refusal after it rolls it back. Scalar subqueries instead of joins keep planning, which
+# costs far more than executing here, to single-table lookups.
+_READ_AND_USE = """
+    WITH used AS (
+        UPDATE accounts_authcode
+        SET status = %(redeemed)s, redeemed_at = %(now)s, redeemed_install_id = %(install_id)s
+        WHERE code_digest = %(digest)s AND status = %(issued)s AND expires_at > %(now)s
+        RETURNING id
+    )
+    SELECT
+        row_to_json(c),
+        (SELECT k.key_id FROM accounts_apikey k WHERE k.id = c.api_key_id),
+        row_to_json(u),
+        a.app_id,
+        a.is_active,
+        a.sdk_config,
+        EXISTS (
+            SELECT 1 FROM devices_device d
+            WHERE d.user_id = c.user_id AND d.created_at < COALESCE(c.redeemed_at, %(now)s)
+        ),
+        (SELECT row_to_json(d) FROM devices_device d WHERE d.user_id = c.user_id AND d.is_active),
+        (
+            SELECT json_build_object('device', row_to_json(d), 'user', row_to_json(du))
+            FROM devices_device d JOIN accounts_linkeduser du ON du.id = d.user_id
+            WHERE d.app_id = c.app_id AND d.install_id = %(install_id)s
+        ),
+        EXISTS (SELECT 1 FROM used)
+    FROM accounts_authcode c
+    JOIN accounts_linkeduser u ON u.id = c.user_id
+    JOIN accounts_app a ON a.id = u.app_id
+    WHERE c.code_digest = %(digest)s
+"""
+
+
+def _read_and_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found | None:
+    params = {
+        "digest": digest,
+        "install_id": install_id,
+        "now": now,
+        "issued": AuthCodeStatus.ISSUED,
+        "redeemed": AuthCodeStatus.REDEEMED,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_READ_AND_USE, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    code, key_id, user, app_id, is_active, sdk_config, had_devices, active, own, used = row
+    user = _from_json(LinkedUser, user)
+    if isinstance(sdk_config, str):  # Django leaves jsonb to the field to parse
+        sdk_config = json.loads(sdk_config)
+    user.app = App.from_db(
+        connection.alias,
+        ["id", "app_id", "is_active", "sdk_config"],
+        [user.app_id, app_id, is_active, sdk_config],
+    )
+    active = _from_json(Device, active) if active else None
+    if active is not None:
+        active.user = user
+    if own is not None:
+        own_user = _from_json(LinkedUser, own["user"])
+        own = _from_json(Device, own["device"])
+        own.user = user if own.user_id == user.pk else own_user
+    return _Found(
+        code=_from_json(AuthCode, code),
+        key_id=key_id,
+        user=user,
+        had_devices=had_devices,
+        active=active,
+        own=own,
+        consumed=used,
+    )
+
+
+def _from_json(model: type[M], data: dict[str, Any]) -> M:
+    """A saved instance from a row_to_json() of its table."""
+    fields = model._meta.concrete_fields
+    return model.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [field.to_python(data[field.column]) for field in fields],
+    )
+
+
+def _read_then_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found | None:
+    """The same as `_read_and_use` in two statements, for SQLite (no UPDATE in WITH)."""
+    found = (
+        AuthCode.objects.annotate(
+            active_device=FilteredRelation(
+                "user__devices", condition=Q(user__devices__is_active=True)
+            ),
+            own_device=FilteredRelation(
+                "app__devices", condition=Q(app__devices__install_id=install_id)
+            ),
+            user_had_devices=Exists(
+                Device.objects.filter(
+                    user=OuterRef("user_id"),
+                    created_at__lt=Coalesce(OuterRef("redeemed_at"), Value(now)),
+                )
+            ),
+        )
+        .select_related("user__app", "api_key", "active_device", "own_device__user")
+        .filter(code_digest=digest)[:1]  # unique: no ORDER BY, which .first() would add
+    )
+    code = next(iter(found), None)
+    if code is None:
+        return None
+    used = (
+        code.status == AuthCodeStatus.ISSUED
+        and code.expires_at > now
+        and AuthCode.objects.filter(
+            pk=code.pk, status=AuthCodeStatus.ISSUED, expires_at__gt=now
+        ).update(status=AuthCodeStatus.REDEEMED, redeemed_at=now, redeemed_install_id=install_id)
+        == 1
+    )
+    active = getattr(code, "active_device", None)
+    if active is not None:
+        active.user = code.user
+    return _Found(
+        code=code,
+        key_id=code.api_key.key_id if code.api_key else None,
+        user=code.user,
+        had_devices=code.user_had_devices,
+        active=active,
+        own=getattr(code, "own_device", None),
+        consumed=used,
     )
 
 
@@ -196,17 +315,15 @@ def _device_event(
     )
 
 
-def _retry(
-    *, auth_code: AuthCode, own: Device | None, info: DeviceInfo, now: dt.datetime
-) -> Redemption:
-    """A code that was not consumed now: the SDK's retry of its own redemption within the
-    code's lifetime gets a fresh token for the same device; anything else is refused."""
-    user = auth_code.user
-    if auth_code.status != AuthCodeStatus.REDEEMED:
+def _retry(*, found: _Found, info: DeviceInfo, now: dt.datetime) -> Redemption:
+    """A code that was not used now: the SDK's retry of its own redemption within the code's
+    lifetime gets a fresh token for the same device; anything else is refused."""
+    code, own, user = found.code, found.own, found.user
+    if code.status != AuthCodeStatus.REDEEMED:
         raise DomainError(ErrorCode.AUTH_CODE_EXPIRED)
     retry = (
-        auth_code.redeemed_install_id == info.install_id
-        and auth_code.expires_at > now
+        code.redeemed_install_id == info.install_id
+        and code.expires_at > now
         and own is not None
         and own.user_id == user.pk
         and own.access_token_digest is not None  # a reset since voided the install for good
@@ -217,11 +334,7 @@ def _retry(
     own.last_seen_at = now
     own.save(update_fields=["access_token_digest", "access_token_expires_at", "last_seen_at"])
     return Redemption(
-        user=user,
-        device=own,
-        access_token=token,
-        restored=auth_code.user_had_devices,
-        retried=True,
+        user=user, device=own, access_token=token, restored=found.had_devices, retried=True
     )
 
 

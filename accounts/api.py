@@ -16,6 +16,7 @@ from accounts.models import Scope
 from portal.authorization import handled_methods
 from portal.errors import ErrorCode
 from portal.fields import TextField
+from portal.output import render
 from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ApiKeyThrottle
 
@@ -97,13 +98,14 @@ class AuthCodeView(CustomerApiView):
         issued = services.issue_auth_code(
             api_key=request.auth, external_id=data.validated_data["external_id"]
         )
-        body = self.OutputSerializer(
+        body = render(
+            self.OutputSerializer,
             {
                 "authentication_code": issued.code,
                 "expires_at": issued.auth_code.expires_at,
                 "expires_in": settings.AUTH_CODE_TTL_SECONDS,
                 "user_id": issued.user_id,
                 "existing_user": issued.existing_user,
-            }
-        ).data
+            },
+        )
         return Response(body, status=status.HTTP_200_OK)

@@ -22,6 +22,7 @@ from portal import context
 from portal.authorization import Public, handled_methods
 from portal.errors import DomainError, ErrorCode
 from portal.fields import TextField
+from portal.output import render
 from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ClientAddressThrottle
 
@@ -95,7 +96,7 @@ class UserDetailView(CustomerApiView):
     )
     def get(self, request: Request, user_id: str) -> Response:
         user = _user_or_404(request, user_id=_valid_user_id(user_id))
-        return Response(UserOutput(user).data)
+        return Response(render(UserOutput, user))
 
     @extend_schema(
         operation_id="delete_user",
@@ -116,7 +117,7 @@ class UserDetailView(CustomerApiView):
             user_id=_valid_user_id(user_id),
             actor=Actor.api_key(request.auth.key_id),
         )
-        return Response(self.DeletionOutput(deletion).data, status=status.HTTP_202_ACCEPTED)
+        return Response(render(self.DeletionOutput, deletion), status=status.HTTP_202_ACCEPTED)
 
 
 class UserLookupView(CustomerApiView):
@@ -144,7 +145,7 @@ class UserLookupView(CustomerApiView):
         user = _user_or_404(
             request, live_only=True, external_id=query.validated_data["external_id"]
         )
-        return Response(UserOutput(user).data)
+        return Response(render(UserOutput, user))
 
 
 class SdkApiView(APIView):
@@ -254,7 +255,8 @@ class RedeemView(SdkApiView):
             device=services.DeviceInfo(**data.validated_data["device"]),
         )
         device = redemption.device
-        body = self.OutputSerializer(
+        body = render(
+            self.OutputSerializer,
             {
                 "user_id": redemption.user.user_id,
                 "restored": redemption.restored,
@@ -262,8 +264,8 @@ class RedeemView(SdkApiView):
                 "access_token": redemption.access_token,
                 "access_token_expires_at": device.access_token_expires_at,
                 "config": redemption.user.app.sdk_config,
-            }
-        ).data
+            },
+        )
         return Response(body, status=status.HTTP_200_OK if redemption.retried else 201)
 
 
@@ -298,7 +300,7 @@ class StatusView(DeviceApiView):
     def get(self, request: Request) -> Response:
         device = request.auth
         device.last_seen_at = services.record_device_seen(device=device)
-        return Response(self.OutputSerializer(device).data)
+        return Response(render(self.OutputSerializer, device))
 
 
 class TokenView(DeviceApiView):
@@ -319,9 +321,10 @@ class TokenView(DeviceApiView):
     def post(self, request: Request) -> Response:
         new = services.refresh_access_token(device=request.auth)
         return Response(
-            self.OutputSerializer(
-                {"access_token": new.token, "access_token_expires_at": new.expires_at}
-            ).data
+            render(
+                self.OutputSerializer,
+                {"access_token": new.token, "access_token_expires_at": new.expires_at},
+            )
         )
 
 

@@ -1,0 +1,51 @@
+"""Model instances from hand-written SQL, for the hottest reads: compiling an ORM query costs
+more CPU than PostgreSQL spends answering it (a select_related lookup by a unique key: ~0.6 ms
+to compile, ~0.1 ms to run). A statement written once as text, with `columns()` naming every
+field of a table, is read back with `instance()`, which applies the same converters as the
+ORM, so it works on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import connection
+from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
+
+
+def fields_of(model: type[Model]) -> list[Field]:
+    return list(model._meta.concrete_fields)
+
+
+def columns(model: type[Model], alias: str) -> str:
+    """`alias.col1, alias.col2, …` for every field of `model`, in `fields_of` order."""
+    quote = connection.ops.quote_name
+    return ", ".join(f"{alias}.{quote(field.column)}" for field in fields_of(model))
+
+
+@cache
+def _converters(model: type[Model], vendor: str) -> list[tuple[Any, list[Callable[..., Any]]]]:
+    """(column expression, its converters) per field, as the ORM's compiler finds them."""
+    del vendor  # part of the cache key: converters differ between backends
+    result = []
+    for field in fields_of(model):
+        column = field.get_col(model._meta.db_table)
+        found = [*connection.ops.get_db_converters(column), *field.get_db_converters(connection)]
+        result.append((column, found))
+    return result
+
+
+def instance(model: type[M], values: Sequence[Any]) -> M:
+    """A saved instance of `model` from the values of `columns(model, …)`."""
+    converted = []
+    for value, (column, converters) in zip(
+        values, _converters(model, connection.vendor), strict=True
+    ):
+        for convert in converters:
+            value = convert(value, column, connection)
+        converted.append(value)
+    names = [field.attname for field in fields_of(model)]
+    return model.from_db(connection.alias, names, converted)

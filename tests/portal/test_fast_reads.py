@@ -1,0 +1,70 @@
+"""The hot path's hand-written reads and shared output serializers give exactly what the ORM
+and a fresh serializer give: they are there for speed only."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from django.utils import timezone
+
+from accounts import crypto, selectors
+from accounts.models import ApiKey, LinkedUser
+from devices.api import StatusView, UserOutput
+from devices.authentication import _device_by_token_digest
+from devices.models import Device
+from portal.output import render
+from tests.factories import ApiKeyFactory, DeviceFactory, LinkedUserFactory
+
+
+def _fields(obj) -> dict:
+    return {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields}
+
+
+@pytest.mark.django_db
+def test_the_token_lookup_loads_the_device_user_and_app_as_the_orm_does() -> None:
+    device = DeviceFactory(access_token_digest=crypto.digest("token-1"), deactivated_at=None)
+    LinkedUser.objects.filter(pk=device.user_id).update(disabled_at=timezone.now())
+
+    found = _device_by_token_digest(crypto.digest("token-1"))
+
+    orm = Device.objects.select_related("user", "app").get(pk=device.pk)
+    assert _fields(found) == _fields(orm)
+    assert _fields(found.user) == _fields(orm.user)
+    assert _fields(found.app) == _fields(orm.app)
+    assert found.app.sdk_config == orm.app.sdk_config and isinstance(found.app.sdk_config, dict)
+    assert found.user.is_disabled and found._state.adding is False
+    assert _device_by_token_digest(crypto.digest("no-such-token")) is None
+
+
+@pytest.mark.django_db
+def test_the_key_lookup_reads_the_key_as_the_orm_does(app) -> None:
+    key = ApiKeyFactory(app=app, scopes=["user.link", "user.read"])
+    found = selectors._api_key_by_id(key.key_id)
+    assert _fields(found) == _fields(ApiKey.objects.get(pk=key.pk))
+    assert found.scopes == ["user.link", "user.read"]
+    assert (found.app.app_id, found.app.is_active) == (app.app_id, True)
+    assert selectors._api_key_by_id("0" * 16) is None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("active", [True, False])
+def test_a_shared_output_serializer_renders_what_a_fresh_one_does(app, active) -> None:
+    user = LinkedUserFactory(app=app)
+    seen = timezone.now().replace(microsecond=123456) - dt.timedelta(days=2)
+    device = DeviceFactory(user=user, last_seen_at=seen)
+    if active:
+        Device.objects.filter(pk=device.pk).update(
+            is_active=True, inactive_reason=None, activated_at=timezone.now()
+        )
+    else:
+        Device.objects.filter(pk=device.pk).update(
+            is_active=False, inactive_reason="RESET", deactivated_at=timezone.now()
+        )
+    device = Device.objects.select_related("user", "app").get(pk=device.pk)
+    for _ in range(2):  # the second call reuses the first one's serializer
+        assert render(StatusView.OutputSerializer, device) == dict(
+            StatusView.OutputSerializer(device).data
+        )
+    user = LinkedUser.objects.prefetch_related("devices").get(pk=user.pk)
+    assert render(UserOutput, user) == dict(UserOutput(user).data)

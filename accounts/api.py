@@ -16,7 +16,7 @@ from accounts.models import Scope
 from portal.authorization import handled_methods
 from portal.errors import ErrorCode
 from portal.fields import TextField
-from portal.output import render
+from portal.output import render, validated
 from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ApiKeyThrottle
 
@@ -93,11 +93,8 @@ class AuthCodeView(CustomerApiView):
         ),
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        issued = services.issue_auth_code(
-            api_key=request.auth, external_id=data.validated_data["external_id"]
-        )
+        data = validated(self.InputSerializer, request.data)
+        issued = services.issue_auth_code(api_key=request.auth, external_id=data["external_id"])
         body = render(
             self.OutputSerializer,
             {

@@ -22,7 +22,7 @@ from portal import context
 from portal.authorization import Public, handled_methods
 from portal.errors import DomainError, ErrorCode
 from portal.fields import TextField
-from portal.output import render
+from portal.output import render, validated
 from portal.schema import BODY_ERRORS, error_responses
 from portal.throttling import ClientAddressThrottle
 
@@ -245,14 +245,13 @@ class RedeemView(SdkApiView):
         ),
     )
     def post(self, request: Request) -> Response:
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        if PUBLIC_ID.match(data.validated_data["app_id"]):
-            context.tag_request(app_id=data.validated_data["app_id"])
+        data = validated(self.InputSerializer, request.data)
+        if PUBLIC_ID.match(data["app_id"]):
+            context.tag_request(app_id=data["app_id"])
         redemption = services.redeem_auth_code(
-            code=data.validated_data["authentication_code"],
-            app_id=data.validated_data["app_id"],
-            device=services.DeviceInfo(**data.validated_data["device"]),
+            code=data["authentication_code"],
+            app_id=data["app_id"],
+            device=services.DeviceInfo(**data["device"]),
         )
         device = redemption.device
         body = render(

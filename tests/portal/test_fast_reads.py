@@ -16,6 +16,8 @@ from devices.models import Device
 from portal.output import render
 from tests.factories import ApiKeyFactory, DeviceFactory, LinkedUserFactory
 
+GOOD_DEVICE = {"install_id": "install-0001", "platform": "ios", "form_factor": "phone"}
+
 
 def _fields(obj) -> dict:
     return {field.attname: getattr(obj, field.attname) for field in obj._meta.concrete_fields}
@@ -68,3 +70,38 @@ def test_a_shared_output_serializer_renders_what_a_fresh_one_does(app, active) -
         )
     user = LinkedUser.objects.prefetch_related("devices").get(pk=user.pk)
     assert render(UserOutput, user) == dict(UserOutput(user).data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"authentication_code": "c" * 20, "app_id": "a" * 24, "device": GOOD_DEVICE},
+        {"authentication_code": "c" * 20, "app_id": "a" * 24, "device": {"install_id": "x"}},
+        {"authentication_code": 7, "device": []},
+        {"authentication_code": "c\x00", "app_id": "a" * 65, "device": None},
+        {},
+        [],
+        None,
+        "text",
+    ],
+)
+def test_a_shared_input_serializer_validates_as_a_fresh_one_does(body) -> None:
+    """The same validated data, or the same error detail, as `is_valid(raise_exception=True)`."""
+    from rest_framework.exceptions import ValidationError
+
+    from devices.api import RedeemView
+    from portal.output import validated
+
+    fresh = RedeemView.InputSerializer(data=body)
+    try:
+        fresh.is_valid(raise_exception=True)
+    except ValidationError as exc:
+        expected = ("error", exc.detail)
+    else:
+        expected = ("valid", fresh.validated_data)
+    for _ in range(2):  # the second call reuses the first one's serializer
+        try:
+            outcome = ("valid", validated(RedeemView.InputSerializer, body))
+        except ValidationError as exc:
+            outcome = ("error", exc.detail)
+        assert outcome == expected

@@ -100,3 +100,51 @@ def test_successful_checks_do_not_count_as_failures(customer, settings):
     settings.THROTTLE_AUTH_FAILURE_ADDRESS_RATE = "1/min"
     for _ in range(3):
         assert _issue(customer, "a").status_code == 200
+
+
+@pytest.mark.redis
+def test_far_from_its_limit_a_counter_goes_to_redis_once_per_flush_interval(
+    customer, settings, monkeypatch
+):
+    """The per-key limit, far from its limit, is batched: requests admitted within
+    FLUSH_SECONDS of a round trip are added at the next one; none is lost from the count."""
+    from portal import throttling
+
+    settings.REDIS_URL = settings.TEST_REDIS_URL
+    settings.THROTTLE_API_KEY_RATE = "1000/min"
+    settings.THROTTLE_REDIS_TIMEOUT = 5
+    monkeypatch.setattr(throttling, "FLUSH_SECONDS", 3600)  # no flush in this test's time
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+    pattern = f"portal:throttle:api_key:{customer.api_key.key_id}:*"
+
+    assert [_issue(customer, f"user-{n}").status_code for n in range(5)] == [200] * 5
+    [key] = list(client.scan_iter(pattern))
+    assert int(client.get(key)) == 1  # the first went to Redis; four wait for the next trip
+
+    monkeypatch.setattr(throttling, "FLUSH_SECONDS", 0)
+    assert _issue(customer, "user-5").status_code == 200
+    assert int(client.get(key)) == 6  # the four, and this one
+    client.delete(key)
+
+
+@pytest.mark.redis
+def test_near_its_limit_every_request_is_counted_in_redis(customer, settings, monkeypatch):
+    """From EXACT_FROM of the limit on, batching stops: the limit is as exact as unbatched,
+    here with another process's requests already in Redis."""
+    from portal import throttling
+
+    settings.REDIS_URL = settings.TEST_REDIS_URL
+    settings.THROTTLE_API_KEY_RATE = "10/min"
+    settings.THROTTLE_REDIS_TIMEOUT = 5
+    monkeypatch.setattr(throttling, "FLUSH_SECONDS", 3600)
+    client = redis.Redis.from_url(settings.TEST_REDIS_URL)
+
+    answers = [_issue(customer, f"user-{n}").status_code for n in range(5)]  # 1 sent, 4 held
+    [key] = list(client.scan_iter(f"portal:throttle:api_key:{customer.api_key.key_id}:*"))
+    client.incrby(key, 3)  # another process: 4 in Redis, 8 as this process sees it
+    answers += [_issue(customer, f"user-{n}").status_code for n in range(5, 9)]
+
+    # The 8th is at 80 %: it sends the 7 held with itself and finds 11 > 10 in Redis.
+    assert answers == [200] * 5 + [200, 200, 429, 429]
+    assert int(client.get(key)) == 9 + 3  # every request of this process, and the other's
+    client.delete(key)

@@ -23,7 +23,7 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
 from accounts.admin_base import staff_actor
 from accounts.audit import Actor
-from portal.errors import DomainError
+from portal.errors import DomainError, ErrorCode
 
 MAX_OBJECTS = 100
 """At most this many objects per action: a bulk repair of more is a job for an operator."""
@@ -161,7 +161,10 @@ class StaffActionsMixin(admin.ModelAdmin):
         shown_once = []
         landings = []
         for obj in objects:
+            refusal = _refusal(action, obj)  # as shown on the confirmation page, checked again
             try:
+                if refusal is not None:
+                    raise DomainError(ErrorCode.INVALID_REQUEST, refusal)
                 outcome = action.perform(obj, actor, data)
             except DomainError as exc:
                 outcome = Outcome(f"{obj}: {exc.message}", messages.ERROR)

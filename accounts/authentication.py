@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -11,7 +10,7 @@ from rest_framework.views import APIView
 from accounts import selectors, services
 from accounts.models import ApiKey
 from portal import context
-from portal.authorization import authorised_as, handled_methods
+from portal.authorization import Authentication, authorised_as, handled_methods
 from portal.errors import DomainError, ErrorCode
 from portal.throttling import count_failed_key_check
 
@@ -25,10 +24,10 @@ def bearer_token(request: Request) -> str | None:
     return credentials.strip()
 
 
-class ApiKeyAuthentication(BaseAuthentication):
+class ApiKeyAuthentication(Authentication):
     """`Authorization: Bearer <key_id>.<secret>`; every customer endpoint needs it."""
 
-    def authenticate(self, request: Request) -> tuple[None, ApiKey]:
+    def identify(self, request: Request) -> tuple[None, ApiKey]:
         raw = bearer_token(request)
         if raw is None:
             raise DomainError(

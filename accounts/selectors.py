@@ -37,7 +37,7 @@ def _api_key_by_id(key_id: str) -> ApiKey | None:
     *key_values, app_id, is_active = row
     api_key = rows.instance(ApiKey, key_values)
     api_key.app = App.from_db(
-        connection.alias, ["id", "app_id", "is_active"], [api_key.app_id, app_id, is_active]
+        connection.alias, ["id", "app_id", "is_active"], [api_key.app_id, app_id, bool(is_active)]
     )
     return api_key
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from django.db import connection
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
@@ -15,6 +14,7 @@ from accounts.authentication import bearer_token
 from accounts.models import App, LinkedUser
 from devices.models import Device
 from portal import context
+from portal.authorization import Authentication
 from portal.db import rows
 from portal.errors import DomainError, ErrorCode
 
@@ -49,11 +49,11 @@ def _device_by_token_digest(digest: str) -> Device | None:
     return device
 
 
-class AccessTokenAuthentication(BaseAuthentication):
+class AccessTokenAuthentication(Authentication):
     """`Authorization: Bearer <access token>`: one indexed lookup by digest, with the user and
     app joined. An inactive device's token still works, so the SDK can learn why."""
 
-    def authenticate(self, request: Request) -> tuple[None, Device]:
+    def identify(self, request: Request) -> tuple[None, Device]:
         token = bearer_token(request)
         device = None
         if token is not None and len(token) <= 128:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import AllowAny, BasePermission
 
 from portal.errors import DomainError, ErrorCode
@@ -41,6 +42,23 @@ def authorised_as(request: Request) -> str:
     """The method a request is authorised as: HEAD runs the GET handler, so it needs what GET
     needs."""
     return "GET" if request.method == "HEAD" else request.method
+
+
+class Authentication(BaseAuthentication):
+    """Base of the portal's authentication classes, whose refusals are DomainErrors. DRF
+    marks a request as unauthenticated only when one of its own exceptions is raised; after
+    ours, reading `request.user` again would run the check again (and count a failed key
+    check twice). Subclasses implement `identify` instead of `authenticate`."""
+
+    def authenticate(self, request: Request) -> tuple[object, object] | None:
+        try:
+            return self.identify(request)
+        except DomainError:
+            request._not_authenticated()
+            raise
+
+    def identify(self, request: Request) -> tuple[object, object] | None:
+        raise NotImplementedError
 
 
 class DenyUndeclared(BasePermission):

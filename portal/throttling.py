@@ -5,12 +5,12 @@ our own that is built once per process (Django's cache builds a new client for e
 and needs two calls per request).
 
 The limits on every request (per API key, per client address) are batched: far from its
-limit, a counter goes to Redis at most every `FLUSH_SECONDS` (100 ms) per process, adding
-the requests admitted meanwhile, instead of once per request (which cost a fifth of a status
-call's time). From `EXACT_FROM` (80 %) of the limit on, as seen at the last round trip, every
-request goes to Redis, so a client is refused at its limit as exactly as without batching;
-other processes can only have admitted what they batched in their last 100 ms. The limits on
-failed key checks, which guard secrets, are always counted at once.
+limit, a process sends a counter to Redis with the requests it admitted since its last round
+trip once `FLUSH_SECONDS` (100 ms) have passed or it holds `HOLD_BACK` (1 %) of the limit,
+instead of once per request (which cost a fifth of a status call's time). From `EXACT_FROM`
+(80 %) of the limit on, as last seen in Redis, every request goes there. So a client can get
+past its limit only by what the other processes hold back unsent: at most 1 % of the limit
+each. The limits on failed key checks, which guard secrets, are always counted at once.
 
 The limits only protect, so they fail open: when Redis errs or does not answer within
 `THROTTLE_REDIS_TIMEOUT` (100 ms), the request goes on, a metric counts it and a warning is
@@ -48,6 +48,7 @@ _BACKOFF_SECONDS = 1.0
 _WARNING_INTERVAL_SECONDS = 60.0
 FLUSH_SECONDS = 0.1
 EXACT_FROM = 0.8
+HOLD_BACK = 0.01
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -143,6 +144,7 @@ class _Store:
             if (
                 batch is not None
                 and now - batch.flushed_at < FLUSH_SECONDS
+                and batch.pending + 1 < HOLD_BACK * limit
                 and batch.known + batch.pending + 1 < EXACT_FROM * limit
             ):
                 batch.pending += 1
@@ -153,7 +155,9 @@ class _Store:
         count = self.hit(key, period, limit_name, amount)
         with self._lock:
             if count is None:
-                self._batches.pop(key, None)
+                lost = self._batches.pop(key, None)
+                if lost is not None and lost.pending:  # batched meanwhile, never sent
+                    metrics.THROTTLE_FAIL_OPEN.labels(limit=limit_name).inc(lost.pending)
                 return None
             batch = self._batches.get(key)
             if batch is None:

@@ -58,7 +58,7 @@ def update_app(
             )
         wanted["sdk_config"] = dict(sdk_config)
     with transaction.atomic():
-        locked = App.objects.select_for_update().get(pk=app.pk)
+        locked = App.objects.select_for_update(no_key=True).get(pk=app.pk)
         changed = [
             field
             for field, value in wanted.items()

@@ -76,7 +76,10 @@ def create_api_key(
         )
     scope_list = parse_scopes(scopes)
     with transaction.atomic():
-        App.objects.select_for_update().filter(pk=app.pk).first()  # serialise the cap check
+        # Serialises the cap check. NO KEY UPDATE, like every lock on a key or app row here:
+        # it does not conflict with the KEY SHARE that inserting a code referencing them takes,
+        # so issuance never waits on (nor deadlocks with) a key being created or rotated.
+        App.objects.select_for_update(no_key=True).filter(pk=app.pk).first()
         active = (
             ApiKey.objects.filter(app=app, revoked_at__isnull=True, expires_at__gt=now)
             .exclude(pk=rotated_from.pk if rotated_from else None)
@@ -146,7 +149,7 @@ def rotate_api_key(
             f"the grace period must be between 0 and {MAX_ROTATION_GRACE.days} days",
         )
     with transaction.atomic():
-        old = ApiKey.objects.select_for_update().select_related("app").get(pk=api_key.pk)
+        old = ApiKey.objects.select_for_update(no_key=True).select_related("app").get(pk=api_key.pk)
         check_rotatable(old, now=now)
         new = create_api_key(
             app=old.app, name=old.name, scopes=old.scopes, rotated_from=old, actor=actor, now=now
@@ -177,7 +180,7 @@ def revoke_api_key(*, api_key: ApiKey, actor: Actor, now: dt.datetime | None = N
     """Refused at once from then on. Revoking a revoked key changes nothing."""
     now = now or timezone.now()
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+        key = ApiKey.objects.select_for_update(no_key=True).get(pk=api_key.pk)
         if key.revoked_at is None:
             key.revoked_at = now
             key.save(update_fields=["revoked_at"])

@@ -25,6 +25,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from accounts import crypto, services
+from accounts.audit import Actor
 from accounts.models import (
     ApiKeyNotice,
     AuditAction,
@@ -569,3 +570,40 @@ def test_the_code_sweep_running_while_codes_are_redeemed(app, settings):
         for code in tried_expired:  # still refused, now that the sweep is done
             again = redeem(APIClient(), code, app.app_id, f"again-{round_}-0000")
             assert _answer(again) == (410, "AUTH_CODE_EXPIRED")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_issuance_with_a_key_being_rotated_neither_waits_nor_deadlocks(app, monkeypatch):
+    """A rotation holds its key and app rows locked while it makes the successor; issuance
+    with that key meanwhile (a new user: its code's foreign keys check both rows) goes
+    through at once. With FOR UPDATE there, it waited on the key row and then deadlocked with
+    the rotation's app lock (503 after the deadlock timeout)."""
+    key = ApiKeyFactory(app=app)
+    gate = {"locked": threading.Event(), "issued": threading.Event()}
+    check = key_services.check_rotatable
+
+    def held_check(api_key, **kwargs):
+        gate["locked"].set()  # the key (and app) rows are locked by now
+        _wait(gate["issued"], "the issuance")
+        return check(api_key, **kwargs)
+
+    monkeypatch.setattr(key_services, "check_rotatable", held_check)
+
+    def rotate():
+        return services.rotate_api_key(
+            api_key=key, grace=dt.timedelta(hours=1), actor=Actor.operator("test")
+        )
+
+    def issue():
+        _wait(gate["locked"], "the rotation's locks")
+        try:
+            return services.issue_auth_code(api_key=key, external_id="new-during-rotation")
+        finally:
+            gate["issued"].set()
+
+    started = time.monotonic()
+    rotation, issued = values(run_together([rotate, issue]))
+    assert time.monotonic() - started < 5
+    assert issued.existing_user is False and issued.auth_code.pk is not None
+    assert rotation.old_key.pk == key.pk

@@ -318,3 +318,13 @@ def test_unsafe_next_urls_are_ignored(support: Client, world: World) -> None:
     )
     assert response["Location"] == reverse("admin:accounts_linkeduser_changelist")
     assert Device.objects.count() == 2
+
+
+def test_a_confirmed_action_skips_what_its_check_refuses(key_admin: Client, world: World) -> None:
+    """The confirmation POST carries every id; one already revoked meanwhile is reported as
+    refused, not as revoked again."""
+    ApiKey.objects.filter(pk=world.key.pk).update(revoked_at="2026-01-01T00:00:00Z")
+    response = key_admin.post(action_page(world.key, "revoke"), {"ids": world.key.pk}, follow=True)
+    texts = [str(message) for message in response.context["messages"]]
+    assert texts == [f"{world.key}: key {world.key.key_id} is already revoked"]
+    assert not staff_events(AuditAction.KEY_REVOKED, "keyadmin")

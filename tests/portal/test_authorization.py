@@ -314,3 +314,27 @@ def test_the_device_permission_refuses_a_request_without_a_device(app) -> None:
     assert response.status_code == 401
     assert body["errorCode"] == "INVALID_ACCESS_TOKEN"
     assert response["WWW-Authenticate"] == 'Bearer realm="sdk"'
+
+
+@pytest.mark.django_db
+def test_a_refused_credential_is_checked_once_however_often_the_request_is_asked(
+    api_key, monkeypatch
+) -> None:
+    """After a refusal the DRF request is unauthenticated: reading `request.user` again (a
+    middleware, an error reporter) neither checks the key again nor counts a second failure."""
+    from accounts import authentication
+    from portal.errors import DomainError
+
+    counted = []
+    monkeypatch.setattr(
+        authentication, "count_failed_key_check", lambda request, **kw: counted.append(kw)
+    )
+    wrong = f"Bearer {api_key.key_id}.{'x' * 43}"
+    request = Request(
+        APIRequestFactory().get("/users/x", HTTP_AUTHORIZATION=wrong),
+        authenticators=[authentication.ApiKeyAuthentication()],
+    )
+    with pytest.raises(DomainError):
+        request.user  # noqa: B018
+    assert (request.user, request.auth) == (None, None)  # unauthenticated, no second check
+    assert counted == [{"existing_key_id": api_key.key_id}]

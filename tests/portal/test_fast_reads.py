@@ -105,3 +105,29 @@ def test_a_shared_input_serializer_validates_as_a_fresh_one_does(body) -> None:
         except ValidationError as exc:
             outcome = ("error", exc.detail)
         assert outcome == expected
+
+
+def test_redemptions_json_rows_only_hold_fields_that_json_carries_faithfully() -> None:
+    """Redemption reads codes, users and devices as row_to_json() and converts each value with
+    the field's to_python: right for text, booleans, integers, keys and timestamps. A binary,
+    decimal or custom field would convert wrongly without a sound: it must change the read."""
+    from django.db import models
+
+    from accounts.models import AuthCode
+
+    faithful = (
+        models.AutoField,
+        models.BigAutoField,
+        models.CharField,
+        models.BooleanField,
+        models.DateTimeField,
+        models.ForeignKey,
+        models.PositiveIntegerField,
+        models.IntegerField,
+    )
+    for model in (AuthCode, LinkedUser, Device):
+        for field in model._meta.concrete_fields:
+            assert type(field) in faithful or (
+                type(field).__module__.startswith("django.db.models")
+                and isinstance(field, faithful)
+            ), f"{model.__name__}.{field.name} is a {type(field).__name__}"

@@ -148,3 +148,28 @@ def test_near_its_limit_every_request_is_counted_in_redis(customer, settings, mo
     assert answers == [200] * 5 + [200, 200, 429, 429]
     assert int(client.get(key)) == 9 + 3  # every request of this process, and the other's
     client.delete(key)
+
+
+@pytest.mark.redis
+def test_batched_processes_together_overshoot_a_limit_by_at_most_what_each_holds_back(
+    settings, monkeypatch
+):
+    """Two processes (two stores) counting one client at once, with no flush by time: the
+    client gets its limit, and past it at most 1 % of the limit held back by the other."""
+    import uuid
+
+    from portal import throttling
+
+    settings.REDIS_URL = settings.TEST_REDIS_URL
+    settings.THROTTLE_REDIS_TIMEOUT = 5
+    monkeypatch.setattr(throttling, "FLUSH_SECONDS", 3600)
+    processes = [throttling._Store(), throttling._Store()]
+    key, limit = f"portal:throttle:test:{uuid.uuid4().hex}:0", 1000
+
+    admitted = 0
+    for n in range(1500):
+        count = processes[n % 2].batched_hit(key, 60, "test", limit)
+        admitted += count is not None and count <= limit
+
+    assert limit <= admitted <= limit + throttling.HOLD_BACK * limit
+    redis.Redis.from_url(settings.TEST_REDIS_URL).delete(key)

@@ -15,7 +15,9 @@ options in `OPTIONS`, both in seconds, set from the environment by `portal.db.co
 uses it. A connection that answered a statement within the last `TRUSTED_FOR_SECONDS` and
 that libpq still holds as sound is not pinged: under load that is every request, and the ping
 would be one round trip in three of an issuance. A connection idle for longer (where a server
-restart or a dropped network goes unnoticed) is pinged as Django does.
+restart or a dropped network goes unnoticed) is pinged as Django does. The price: after a
+server restart or failover, each connection used within that second fails one request (503),
+and Django replaces it at the end of that request.
 
 When a deadline passes the watchdog shuts the socket down, the call raises OperationalError
 (the API answers 503 SERVICE_UNAVAILABLE) and Django discards the connection, so the next
@@ -117,6 +119,7 @@ class DatabaseWrapper(base.DatabaseWrapper):
             and time.monotonic() - self.answered_at < TRUSTED_FOR_SECONDS
             and not self.connection.closed
             and self.connection.pgconn.status == self.Database.pq.ConnStatus.OK
+            and self.connection.pgconn.transaction_status == self.Database.pq.TransactionStatus.IDLE
         ):
             self.health_check_done = True  # it answered a moment ago: no ping
             return

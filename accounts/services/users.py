@@ -65,13 +65,15 @@ def delete_user_of_app(*, app_id: int, user_id: str, actor: Actor) -> DeletionRe
     """A customer's deletion of one of its users, idempotent: a repeat answers the first
     request, also once the purge removed the user (the request outlives it). USER_NOT_FOUND
     for a user id the app never had."""
-    deletion = DeletionRequest.objects.filter(app_id=app_id, deleted_user_id=user_id).first()
-    if deletion is not None:
-        return deletion
     user = LinkedUser.objects.filter(app_id=app_id, user_id=user_id).first()
-    if user is None:
+    if user is not None:  # deleted or not: request_user_deletion answers a repeat under lock
+        return request_user_deletion(user=user, actor=actor)
+    # Gone: purged after an earlier request (looked up after the user, so that a purge
+    # landing between the two reads still finds its request), or never this app's.
+    deletion = DeletionRequest.objects.filter(app_id=app_id, deleted_user_id=user_id).first()
+    if deletion is None:
         raise DomainError(ErrorCode.USER_NOT_FOUND)
-    return request_user_deletion(user=user, actor=actor)
+    return deletion
 
 
 def check_deletable(user: LinkedUser) -> None:

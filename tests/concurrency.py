@@ -17,6 +17,7 @@ from typing import Any
 from django.db import connection
 
 DEFAULT_TIMEOUT = 30.0
+POLL = 0.005  # seconds between two looks at who waits for whom
 
 
 @dataclass
@@ -63,6 +64,33 @@ def run_together(
     if stuck:
         raise AssertionError(f"{stuck} of {len(threads)} threads still running after {timeout}s")
     return outcomes
+
+
+def backend_pid() -> int:
+    """The PostgreSQL backend of this thread's connection."""
+    connection.ensure_connection()
+    return connection.connection.info.backend_pid
+
+
+def waiting_for(
+    pid: int, *, done: threading.Event | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> int | None:
+    """The pid of a backend waiting for a lock that backend `pid` holds, once there is one
+    (polled on this thread's connection); None if `done` is set first, as when the other side
+    took no lock and finished instead of waiting. Fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pid FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))", [pid]
+            )
+            row = cursor.fetchone()
+        if row:
+            return row[0]
+        if done is not None and done.is_set():
+            return None
+        time.sleep(POLL)
+    raise AssertionError(f"no backend waited for backend {pid} within {timeout}s")
 
 
 def values(outcomes: Sequence[Outcome]) -> list[Any]:

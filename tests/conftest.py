@@ -6,9 +6,13 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
 from django.core.cache import cache
+from django.core.management.commands import flush
 from django.db import connection
 from rest_framework.test import APIClient
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from portal import throttling
 from portal.db.postgresql.base import BREAKER
@@ -34,10 +38,34 @@ def _redis_answers() -> bool:
         return False
 
 
+# The modules that take longest (a frozen PostgreSQL, races, browsers, servers of their own),
+# longest first. A parallel run sends each module whole to one worker (`--dist loadfile`: a
+# module-scoped fixture starts once) in the order collected, so these start first and none of
+# them holds up the end of the run. Order only: any other module follows in pytest-django's
+# order (database tests, then transactional ones, then the rest).
+SLOW_MODULES = (
+    "tests/portal/test_database_faults.py",
+    "tests/accounts/test_concurrency.py",
+    "tests/admin/test_browser.py",
+    "tests/portal/test_gunicorn.py",
+    "tests/admin/test_layout.py",
+    "tests/devices/test_concurrency.py",
+    "tests/portal/test_redis_faults.py",
+    "tests/accounts/test_tasks_on_redis.py",
+    "tests/portal/test_sentry.py",
+    "tests/portal/test_database_timeouts.py",
+    "tests/portal/test_metrics.py",
+)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django has put the tests in its order
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests marked `postgres` or `redis` need the real service, `browser` Debian's chromium.
-    Outside CI they are skipped when it is missing; in CI they run, and fail."""
-    _keep_module_fixtures_on_one_worker(items)
+    Outside CI they are skipped when it is missing; in CI they run, and fail. In a parallel
+    run's workers, the slow modules come first."""
+    if hasattr(config, "workerinput"):
+        rank = {module: index for index, module in enumerate(SLOW_MODULES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.partition("::")[0], len(rank)))
     if settings.IN_CI:
         return
     missing = {}
@@ -52,20 +80,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.skip(reason=f"needs {missing[marker]}"))
 
 
-def _keep_module_fixtures_on_one_worker(items: list[pytest.Item]) -> None:
-    """A module-scoped fixture (gunicorn processes, a throwaway PostgreSQL cluster, chromium)
-    is set up once per worker that runs one of the module's tests: its tests are sent to a
-    single worker (`--dist loadgroup`), so it is paid for once per run, as with `-n0`."""
-    for item in items:
-        fixtures = getattr(item, "_fixtureinfo", None)
-        if fixtures is None:
-            continue
-        if any(
-            definition.scope == "module"
-            for definitions in fixtures.name2fixturedefs.values()
-            for definition in definitions
-        ):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+@pytest.fixture(autouse=True, scope="session")
+def _static_files_listed_once() -> Iterator[None]:
+    """Each test client builds its own middleware, and WhiteNoise (WHITENOISE_USE_FINDERS)
+    lists and stats every static file of every app when it is built: 45 ms of CPU per client,
+    once most of the suite's. The files do not change during a run, so they are listed once
+    per process and each new middleware gets the same table (what it serves is unchanged)."""
+    listed: dict[tuple[Any, ...], dict[str, Any]] = {}
+    list_files = WhiteNoiseMiddleware.add_files_from_finders
+
+    def add_files_from_finders(self: WhiteNoiseMiddleware) -> None:
+        key = (self.static_prefix, self.max_age, self.allow_all_origins, self.charset)
+        if key not in listed:
+            before = dict(self.files)
+            list_files(self)
+            listed[key] = {
+                url: file for url, file in self.files.items() if before.get(url) is not file
+            }
+        self.files.update(listed[key])
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WhiteNoiseMiddleware, "add_files_from_finders", add_files_from_finders)
+        yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flush_by_delete() -> Iterator[None]:
+    """A transactional test ends with Django's flush: TRUNCATE of every table (new files for
+    each, 0.1 s of wall on PostgreSQL), then the post_migrate signal to make the content types
+    and permissions again, as much again. Here the flush deletes the rows instead (the tables
+    are small; every foreign key is checked at commit) and leaves the content types and
+    permissions, which are what migrate made and which no test changes, so no signal is sent
+    (post_migrate does nothing else here). A flush that resets sequences or cascades (a test
+    asking for it) is Django's own."""
+    kept = {ContentType._meta.db_table, Permission._meta.db_table}
+    django_sql_flush, django_post_migrate = flush.sql_flush, flush.emit_post_migrate_signal
+    deleting = False  # whether the flush under way is the deleting one
+
+    def sql_flush(
+        style: Any, connection: Any, reset_sequences: bool = True, allow_cascade: bool = False
+    ) -> list[str]:
+        nonlocal deleting
+        deleting = not reset_sequences and not allow_cascade
+        if not deleting:
+            return django_sql_flush(style, connection, reset_sequences, allow_cascade)
+        tables = connection.introspection.django_table_names(
+            only_existing=True, include_views=False
+        )
+        quote = connection.ops.quote_name
+        # Table names from the models, quoted.
+        return [f"DELETE FROM {quote(table)};" for table in tables if table not in kept]  # noqa: S608
+
+    def emit_post_migrate_signal(*args: Any, **kwargs: Any) -> None:
+        if not deleting:
+            django_post_migrate(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(flush, "sql_flush", sql_flush)
+        patch.setattr(flush, "emit_post_migrate_signal", emit_post_migrate_signal)
+        yield
 
 
 @pytest.fixture(autouse=True)

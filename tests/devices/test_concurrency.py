@@ -1,12 +1,13 @@
 """Races on redemption, reset and token refresh, with real threads on the real PostgreSQL.
 
-Every racy scenario runs a few rounds: the threads are released together, so a missing lock
-or a read-then-write would show as a second use of a code, a second active device (an
-IntegrityError on the partial unique constraint, raised here from the thread), or a reason
-overwritten by the loser of the race. Where a race needs a precise interleaving, "forced"
-rounds hold one side at the exact point of the race (between the redemption's read and its
-write) while the other side runs, so it happens every time and one round proves it; "free"
-rounds release both sides together, so the other orders are covered too.
+The threads are released together: a missing lock or a read-then-write shows as a second use
+of a code, a second active device (an IntegrityError on the partial unique constraint, raised
+here from the thread), or a reason overwritten by the loser of the race. Twenty requests on one
+code or one user collide within one round, so one round proves those (a redemption that read
+before taking the user lock failed every single round). Where a race needs a precise
+interleaving, "forced" rounds hold one side at the exact point of the race (between the
+redemption's read and its write) while the other side runs, so it happens every time and one
+round proves it; "free" rounds release both sides together, so the other orders are covered too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -22,16 +24,17 @@ from accounts import crypto
 from accounts.models import AuthCode, AuthCodeStatus, LinkedUser, UserStatus
 from devices import services
 from devices.models import Device, FormFactor, InactiveReason
-from tests.concurrency import run_together, values
+from tests.concurrency import backend_pid, run_together, values, waiting_for
 from tests.helpers import issue_code, redeem
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 THREADS = 20
-ROUNDS = 3
+ROUNDS = 1  # twenty threads on one lock collide within a round
 WAIT = 10.0  # seconds a held side waits for the other before the test gives up
 FORCED_ROUNDS = 1  # a forced interleaving happens every time: one round proves it
-FREE_ROUNDS = 20
+FREE_ROUNDS = 5
+RESET_ROUNDS, RESET_USERS = 2, 5  # free rounds of the reset race, with this many users each
 
 
 def _sdk(token: str) -> APIClient:
@@ -234,15 +237,36 @@ def test_one_install_id_redeemed_for_ten_users_at_once_is_bound_to_one(customer,
         ) == {AuthCodeStatus.ISSUED}
 
 
-def test_reset_racing_a_redemption_on_another_device_of_the_user(customer, api, app):
+@pytest.mark.parametrize("interleaving", ["forced", "free"])
+def test_reset_racing_a_redemption_on_another_device_of_the_user(
+    customer, api, app, monkeypatch, interleaving
+):
     """Both take the user lock. Without it in reset, the redemption could read the device
     as active, the reset commit RESET, and the redemption then overwrite it with
-    REPLACED_BY_NEWER_DEVICE: the reset device must end with RESET, whatever the order."""
-    rounds, users_per_round = 10, 5
+    REPLACED_BY_NEWER_DEVICE: the reset device must end with RESET, whatever the order.
+
+    "forced": the new phone's redemption is held after its read (user lock held, devices read,
+    nothing written) until the reset is seen waiting for that lock, or has answered (a reset
+    taking no lock): the reset must have waited, and the interleaving above is tried every
+    time. "free": several users a round, the two sides of each released together."""
+    gate: dict[str, Any] = {}
+    save_devices = services._save_devices
+
+    def held_save_devices(*args, **kwargs):
+        # Runs in the redemption's thread, user lock held, devices read, nothing written yet.
+        if "read" in gate:
+            gate["redeemer"] = backend_pid()
+            gate["read"].set()
+            _wait(gate["go"], "the reset to meet the user lock")
+        return save_devices(*args, **kwargs)
+
+    monkeypatch.setattr(services, "_save_devices", held_save_devices)
+    forced = interleaving == "forced"
+    rounds, users_per_round = (FORCED_ROUNDS, 1) if forced else (RESET_ROUNDS, RESET_USERS)
     for round_ in range(rounds):
         races, calls = [], []
         for n in range(users_per_round):
-            external_id = f"reset-race-{round_}-{n}"
+            external_id = f"reset-race-{interleaving}-{round_}-{n}"
             first = issue_code(customer, external_id)
             old_install = f"old-phone-{round_}-{n}"
             old = redeem(api, first["authentication_code"], app.app_id, old_install)
@@ -255,8 +279,29 @@ def test_reset_racing_a_redemption_on_another_device_of_the_user(customer, api, 
                 _reset(token),
                 _redemption(second["authentication_code"], app.app_id, new_install, kind),
             ]
+        if forced:
+            gate.update(read=threading.Event(), go=threading.Event(), reset=threading.Event())
 
-        responses = values(run_together(calls))
+            def reset_once_read(call=calls[0]):
+                _wait(gate["read"], "the redemption's read")
+                try:
+                    return call()
+                finally:
+                    gate["reset"].set()
+
+            def release_the_redemption():
+                _wait(gate["read"], "the redemption's read")
+                try:
+                    return waiting_for(gate["redeemer"], done=gate["reset"], timeout=WAIT)
+                finally:
+                    gate["go"].set()
+
+            calls = [reset_once_read, calls[1], release_the_redemption]
+        try:
+            responses = values(run_together(calls))
+        finally:
+            gate.clear()
+        waiter = responses.pop() if forced else None
 
         for index, (user_id, old_install, new_install, token) in enumerate(races):
             reset, redemption = responses[2 * index], responses[2 * index + 1]
@@ -283,6 +328,8 @@ def test_reset_racing_a_redemption_on_another_device_of_the_user(customer, api, 
             gone = APIClient()
             gone.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
             assert gone.get("/sdk/status").status_code == 401
+        if forced:
+            assert waiter is not None, "the reset did not wait for the redemption's user lock"
 
 
 @pytest.mark.parametrize("interleaving", ["forced", "free"])

@@ -5,11 +5,13 @@ NUM_PROXIES says a proxy of ours is in front."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -24,11 +26,13 @@ from urllib.parse import urlsplit
 import psycopg
 import pytest
 from django.conf import settings
+from django.db import connection
 from psycopg import sql
 
 from tests.throwaway import free_port
 
-pytestmark = pytest.mark.postgres
+# django_db: the web process's database is a copy of the test database, which is made for it.
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 MANAGE = [sys.executable, str(BASE_DIR / "manage.py")]
@@ -48,9 +52,10 @@ def _database_url(name: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def environment() -> Iterator[dict[str, str]]:
-    """What the web process gets: a migrated throwaway database on the test server, a secret
-    key, no Redis, DEBUG unset. The database is dropped afterwards."""
+def environment(django_db_setup: None) -> Iterator[dict[str, str]]:
+    """What the web process gets: a throwaway database on the test server, migrated (a copy of
+    this worker's migrated test database, as `migrate` would make it), a secret key, no Redis,
+    DEBUG unset. The database is dropped afterwards."""
     name = f"portal_gunicorn_test_{secrets.token_hex(4)}"
     env = {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -62,13 +67,34 @@ def environment() -> Iterator[dict[str, str]]:
     with psycopg.connect(_database_url("postgres"), autocommit=True, connect_timeout=5) as admin:
         admin.execute(create)
         try:
-            manage(env, "migrate", "--noinput", "-v", "0")
+            copy_database(connection.settings_dict["NAME"], name)
             yield env
         finally:
             admin.execute(drop)
 
 
-def manage(env: dict[str, str], *arguments: str) -> dict:
+def copy_database(source: str, target: str) -> None:
+    """Schema and rows of `source` into the empty `target` (pg_dump | pg_restore): a second of
+    CPU less than a Django process running the migrations."""
+    dump, restore = (shutil.which(program) for program in ("pg_dump", "pg_restore"))
+    assert dump and restore, "PostgreSQL's client programs (pg_dump, pg_restore) are not installed"
+    dumping = subprocess.Popen(  # noqa: S603 (PostgreSQL's own program, our own arguments)
+        [dump, "--format=custom", _database_url(source)], stdout=subprocess.PIPE
+    )
+    restored = subprocess.run(  # noqa: S603 (PostgreSQL's own program, our own arguments)
+        [restore, "--exit-on-error", "--single-transaction", "--dbname", _database_url(target)],
+        stdin=dumping.stdout,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    dumping.stdout.close()
+    assert (dumping.wait(timeout=60), restored.returncode) == (0, 0), restored.stderr
+
+
+def manage(env: dict[str, str], *arguments: str) -> str:
+    """What the management command printed."""
     result = subprocess.run(  # noqa: S603 (our own manage.py, our own arguments)
         [*MANAGE, *arguments],
         cwd=BASE_DIR,
@@ -79,7 +105,7 @@ def manage(env: dict[str, str], *arguments: str) -> dict:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout) if "--json" in arguments else {}
+    return result.stdout
 
 
 class Web:
@@ -88,6 +114,7 @@ class Web:
     def __init__(self, environment: dict[str, str], log: Path, **extra: str) -> None:
         self.port = free_port()
         self.log = log
+        self.terminated = False
         with log.open("wb") as output:
             self.process = subprocess.Popen(  # noqa: S603 (the Procfile's own command)
                 ["/bin/sh", "-c", procfile_command("web")],
@@ -110,8 +137,15 @@ class Web:
             assert time.monotonic() < deadline, self.log.read_text()
             time.sleep(0.1)
 
+    def terminate(self) -> None:
+        """Asks for gunicorn's graceful shutdown (SIGTERM), once."""
+        if not self.terminated:
+            self.terminated = True
+            with contextlib.suppress(ProcessLookupError):  # it never started
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self) -> None:
-        os.killpg(self.process.pid, signal.SIGTERM)
+        self.terminate()
         try:
             self.process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -150,6 +184,8 @@ def webs(
         yield started
     finally:
         for web in started.values():
+            web.terminate()  # both shut down at once
+        for web in started.values():
             web.stop()
 
 
@@ -163,22 +199,27 @@ def web_behind_proxy(webs: dict[str, Web]) -> Web:
     return webs["behind proxy"].wait_ready()
 
 
+# An app and a key that may link users, made by the management commands in one process (one
+# Django start instead of two); the key is printed as JSON.
+_CREATE_KEY = """
+import io, json
+from django.core.management import call_command
+
+def run(*args):
+    out = io.StringIO()
+    call_command(*args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+app = run("create_app", "Gunicorn test")
+key = ["--app", app["app_id"], "--name", "backend", "--scopes", "user.link"]
+print(json.dumps(run("create_api_key", *key)))
+"""
+
+
 @pytest.fixture(scope="module")
 def api_key(environment: dict[str, str], webs: dict[str, Web]) -> str:
     """Made with the management commands while the web processes boot (hence `webs`)."""
-    app = manage(environment, "create_app", "Gunicorn test", "--json")
-    key = manage(
-        environment,
-        "create_api_key",
-        "--app",
-        app["app_id"],
-        "--name",
-        "backend",
-        "--scopes",
-        "user.link",
-        "--json",
-    )
-    return key["api_key"]
+    return json.loads(manage(environment, "shell", "--no-imports", "-c", _CREATE_KEY))["api_key"]
 
 
 def raw_exchange(port: int, data: bytes) -> http.client.HTTPResponse:

@@ -173,7 +173,8 @@ def test_a_failing_task_on_a_worker_is_reported_with_the_request_id_it_carries(
             cwd=settings.BASE_DIR, env=env, stdout=log_file, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
-        sender = Celery("sender", broker=settings.TEST_REDIS_URL)
+        # Not the current app: shared tasks called later in this process stay on the portal's.
+        sender = Celery("sender", broker=settings.TEST_REDIS_URL, set_as_current=False)
         sender.conf.broker_transport_options = {"global_keyprefix": key_prefix}
         token = context.request_id.set("t-task-1")
         try:

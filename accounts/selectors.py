@@ -29,9 +29,7 @@ _KEY_BY_ID = f"""
 
 
 def _api_key_by_id(key_id: str) -> ApiKey | None:
-    with connection.cursor() as cursor:
-        cursor.execute(_KEY_BY_ID, [key_id])
-        row = cursor.fetchone()
+    row = rows.fetch_one(_KEY_BY_ID, [key_id])
     if row is None:
         return None
     *key_values, app_id, is_active = row

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from django.db import connection
 from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.permissions import BasePermission
@@ -36,9 +35,7 @@ _BY_TOKEN_DIGEST = f"""
 
 def _device_by_token_digest(digest: str) -> Device | None:
     """The device holding the token, with its user and app: one statement, no ORM compile."""
-    with connection.cursor() as cursor:
-        cursor.execute(_BY_TOKEN_DIGEST, [digest])
-        row = cursor.fetchone()
+    row = rows.fetch_one(_BY_TOKEN_DIGEST, [digest])
     if row is None:
         return None
     device_end = len(rows.fields_of(Device))

@@ -6,14 +6,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import (
     Exists,
     FilteredRelation,
-    Model,
     OuterRef,
     Q,
     Value,
@@ -34,9 +32,8 @@ from accounts.models import (
 )
 from devices.models import Device, FormFactor, InactiveReason
 from devices.policy import Decision, decide
+from portal.db import rows
 from portal.errors import DomainError, ErrorCode
-
-M = TypeVar("M", bound=Model)
 
 DEVICE_FIELDS = ("platform", "form_factor", "model", "os_version", "app_version", "sdk_version")
 
@@ -219,7 +216,7 @@ def _read_and_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found |
     if row is None:
         return None
     code, key_id, user, app_id, is_active, sdk_config, had_devices, active, own, used = row
-    user = _from_json(LinkedUser, user)
+    user = rows.from_json(LinkedUser, user)
     if isinstance(sdk_config, str):  # Django leaves jsonb to the field to parse
         sdk_config = json.loads(sdk_config)
     user.app = App.from_db(
@@ -227,31 +224,21 @@ def _read_and_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found |
         ["id", "app_id", "is_active", "sdk_config"],
         [user.app_id, app_id, is_active, sdk_config],
     )
-    active = _from_json(Device, active) if active else None
+    active = rows.from_json(Device, active) if active else None
     if active is not None:
         active.user = user
     if own is not None:
-        own_user = _from_json(LinkedUser, own["user"])
-        own = _from_json(Device, own["device"])
+        own_user = rows.from_json(LinkedUser, own["user"])
+        own = rows.from_json(Device, own["device"])
         own.user = user if own.user_id == user.pk else own_user
     return _Found(
-        code=_from_json(AuthCode, code),
+        code=rows.from_json(AuthCode, code),
         key_id=key_id,
         user=user,
         had_devices=had_devices,
         active=active,
         own=own,
         consumed=used,
-    )
-
-
-def _from_json(model: type[M], data: dict[str, Any]) -> M:
-    """A saved instance from a row_to_json() of its table."""
-    fields = model._meta.concrete_fields
-    return model.from_db(
-        connection.alias,
-        [field.attname for field in fields],
-        [field.to_python(data[field.column]) for field in fields],
     )
 
 
@@ -463,14 +450,14 @@ def _save_devices(
         f"THEN excluded.{column[name]} ELSE {table}.{column[name]} END"
         for name in incoming_fields
     ]
-    insert, params = _insert_sql(Device, devices)
+    insert, params = rows.insert_sql(Device, devices)
     sql = (
         f"{insert} ON CONFLICT (app_id, install_id) DO UPDATE SET {', '.join(updates)} "
         f"WHERE {table}.user_id = excluded.user_id RETURNING id, install_id"
     )
     params += [incoming.install_id for _ in incoming_fields]
     if connection.vendor == "postgresql" and events:
-        logged, logged_params = _insert_sql(AuditEvent, events)
+        logged, logged_params = rows.insert_sql(AuditEvent, events)
         sql, params = f"WITH logged AS ({logged}) {sql}", [*logged_params, *params]
     elif events:
         audit.record(*events)
@@ -482,24 +469,6 @@ def _save_devices(
             raise DomainError(ErrorCode.INSTALL_ID_CONFLICT)
         device.pk = ids[device.install_id]
         device._state.adding, device._state.db = False, connection.alias
-
-
-def _insert_sql(model: type[Model], objects: list[Model]) -> tuple[str, list[object]]:
-    """A plain multi-row INSERT of `objects` (all fields but the primary key) and its params."""
-    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (
-        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (identifiers from the model, values bound)
-        f"({', '.join(quote(field.column) for field in fields)}) "
-        f"VALUES {', '.join([row] * len(objects))}"
-    )
-    params = [
-        field.get_db_prep_save(getattr(obj, field.attname), connection)
-        for obj in objects
-        for field in fields
-    ]
-    return sql, params
 
 
 def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int:

@@ -1,8 +1,9 @@
-"""Model instances from hand-written SQL, for the hottest reads: compiling an ORM query costs
-more CPU than PostgreSQL spends answering it (a select_related lookup by a unique key: ~0.6 ms
-to compile, ~0.1 ms to run). A statement written once as text, with `columns()` naming every
-field of a table, is read back with `instance()`, which applies the same converters as the
-ORM, so it works on SQLite and PostgreSQL alike."""
+"""Hand-written SQL for the hottest paths: compiling an ORM query costs more CPU than
+PostgreSQL spends answering it (a select_related lookup by a unique key: ~0.6 ms to compile,
+~0.1 ms to run). A statement written once as text, with `columns()` naming every field of a
+table, is read back with `instance()`, which applies the same converters as the ORM, so it
+works on SQLite and PostgreSQL alike; `from_json()` reads a PostgreSQL `row_to_json()`;
+`insert_sql()` writes instances."""
 
 from __future__ import annotations
 
@@ -49,3 +50,39 @@ def instance(model: type[M], values: Sequence[Any]) -> M:
         converted.append(value)
     names = [field.attname for field in fields_of(model)]
     return model.from_db(connection.alias, names, converted)
+
+
+def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+def from_json(model: type[M], data: dict[str, Any]) -> M:
+    """A saved instance from a `row_to_json()` of its table, each value through the field's
+    `to_python` (right for text, booleans, integers, keys and timestamps: see the test that
+    keeps the models read this way to such fields)."""
+    fields = fields_of(model)
+    return model.from_db(
+        connection.alias,
+        [field.attname for field in fields],
+        [field.to_python(data[field.column]) for field in fields],
+    )
+
+
+def insert_sql(model: type[Model], objects: Sequence[Model]) -> tuple[str, list[Any]]:
+    """A plain multi-row INSERT of `objects` (all fields but the primary key) and its params."""
+    fields = [field for field in fields_of(model) if not field.primary_key]
+    quote = connection.ops.quote_name
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} "  # noqa: S608 (identifiers from the model, values bound)
+        f"({', '.join(quote(field.column) for field in fields)}) "
+        f"VALUES {', '.join([row] * len(objects))}"
+    )
+    params = [
+        field.get_db_prep_save(getattr(obj, field.attname), connection)
+        for obj in objects
+        for field in fields
+    ]
+    return sql, params

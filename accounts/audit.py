@@ -19,7 +19,8 @@ MAX_NOTE_LENGTH = 500
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts: a staff user, an API key, a device, an operator's command or a job."""
+    """Who acts: a staff user, a console member, an API key, a device, an operator's command
+    or a job."""
 
     type: ActorType
     name: str = ""
@@ -35,6 +36,10 @@ class Actor:
     @classmethod
     def device(cls, install_id: str) -> Actor:
         return cls(ActorType.DEVICE, install_id)
+
+    @classmethod
+    def console(cls, email: str) -> Actor:
+        return cls(ActorType.CONSOLE, email)
 
     @classmethod
     def system(cls, job: str) -> Actor:

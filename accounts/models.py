@@ -249,6 +249,7 @@ class ActorType(models.TextChoices):
     DEVICE = "device"
     SYSTEM = "system"
     OPERATOR = "operator"
+    CONSOLE = "console", "Console member"
 
 
 class AuditAction(models.TextChoices):
@@ -270,6 +271,32 @@ class AuditAction(models.TextChoices):
     STAFF_SIGN_IN_FAILED = "staff.sign_in_failed", "Staff Sign-In Failed"
     STAFF_2FA_ENROLLED = "staff.2fa_enrolled", "Staff Two-Factor Enrolled"
     STAFF_2FA_RESET = "staff.2fa_reset", "Staff Two-Factor Reset"
+    # The customer console (console/): its people's sign-in and account, and its team.
+    CONSOLE_SIGNED_IN = "console.signed_in", "Console Signed In"
+    CONSOLE_SIGNED_OUT = "console.signed_out", "Console Signed Out"
+    CONSOLE_SIGN_IN_FAILED = "console.sign_in_failed", "Console Sign-In Failed"
+    CONSOLE_LOCKED_OUT = "console.locked_out", "Console Locked Out"
+    CONSOLE_2FA_ENROLLED = "console.2fa_enrolled", "Console Two-Factor Enrolled"
+    CONSOLE_2FA_RESET = "console.2fa_reset", "Console Two-Factor Reset"
+    CONSOLE_RECOVERY_USED = "console.recovery_used", "Console Recovery Code Used"
+    CONSOLE_RECOVERY_RENEWED = "console.recovery_renewed", "Console Recovery Codes Renewed"
+    CONSOLE_PASSWORD_CHANGED = "console.password_changed", "Console Password Changed"
+    CONSOLE_SESSIONS_ENDED = "console.sessions_ended", "Console Signed Out Everywhere"
+    TEAM_INVITED = "team.invited"
+    TEAM_INVITATION_REVOKED = "team.invitation_revoked"
+    TEAM_JOINED = "team.joined"
+    TEAM_ROLE_CHANGED = "team.role_changed"
+    TEAM_REMOVED = "team.removed"
+    TEAM_LEFT = "team.left"
+    # Webhooks (events/): endpoints and their deliveries.
+    WEBHOOK_CREATED = "webhook.created"
+    WEBHOOK_UPDATED = "webhook.updated"
+    WEBHOOK_SECRET_ROTATED = "webhook.secret_rotated"  # noqa: S105 (an action name)
+    WEBHOOK_DISABLED = "webhook.disabled"
+    WEBHOOK_ENABLED = "webhook.enabled"
+    WEBHOOK_AUTO_DISABLED = "webhook.auto_disabled", "Webhook Disabled After Failing"
+    WEBHOOK_REDELIVERED = "webhook.redelivered"
+    WEBHOOK_TEST_SENT = "webhook.test_sent", "Webhook Test Event Sent"
 
 
 class AuditEvent(models.Model):
@@ -280,7 +307,7 @@ class AuditEvent(models.Model):
     occurred_at = models.DateTimeField(default=timezone.now)
     app = models.ForeignKey(App, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     actor_type = models.CharField(max_length=16, choices=ActorType)
-    actor = models.CharField(max_length=150, blank=True, default="")
+    actor = models.CharField(max_length=254, blank=True, default="")  # an e-mail for CONSOLE
     action = models.CharField(max_length=32, choices=AuditAction)
     target_type = models.CharField(max_length=16)
     target_id = models.CharField(max_length=64)

@@ -22,7 +22,7 @@ _CONTENT_LENGTH = re.compile(r"[0-9]+")
 
 
 def is_api_path(path: str) -> bool:
-    return not path.startswith(("/admin/", "/static/"))
+    return not path.startswith(("/admin/", "/console/", "/static/"))
 
 
 class RequestIdMiddleware:

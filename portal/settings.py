@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "portal",
     "accounts",
     "devices",
+    "console",  # the customer console: the top floor, nothing imports it
     "django_otp",  # staff two-factor sign-in (see "Staff sign-in" below)
     "django_otp.plugins.otp_totp",
     "axes",  # staff sign-in lockout; keep it last among the apps, as axes asks

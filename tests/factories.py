@@ -6,10 +6,12 @@ from __future__ import annotations
 import datetime as dt
 
 import factory
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from accounts import crypto
 from accounts.models import ApiKey, App, AuthCode, DeletionRequest, LinkedUser, Scope
+from console.models import Membership, Role
 from devices.models import Device, FormFactor, Platform
 
 
@@ -93,3 +95,24 @@ class DeletionRequestFactory(factory.django.DjangoModelFactory):
     app = factory.SubFactory(AppFactory)
     deleted_user_id = factory.LazyFunction(crypto.public_id)
     status = "done"
+
+
+class PersonFactory(factory.django.DjangoModelFactory):
+    """A console person: signs in by e-mail (also the username), never staff."""
+
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    email = factory.Sequence(lambda n: f"person{n}@customer.example")
+    username = factory.SelfAttribute("email")
+    password = factory.django.Password("a long console passphrase")
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(PersonFactory)
+    app = factory.SubFactory(AppFactory)
+    role = Role.OWNER

@@ -1,6 +1,8 @@
-"""Customer API: authentication-code issuance."""
+"""Customer API: authentication-code issuance and the status of a deletion."""
 
 from __future__ import annotations
+
+from typing import Literal
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -10,9 +12,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from accounts import services
-from accounts.authentication import ApiKeyAuthentication, HasScope
-from accounts.models import Scope
+from accounts import selectors, services
+from accounts.authentication import ApiKeyAuthentication, HasScope, named_scopes
+from accounts.models import DeletionRequest, DeletionStatus, Scope
 from portal.authorization import handled_methods
 from portal.errors import ErrorCode
 from portal.fields import TextField
@@ -31,14 +33,15 @@ CUSTOMER_ERRORS = (
 
 class CustomerApiView(APIView):
     """Base of the customer endpoints: an API key holding the scope the view names, in
-    `required_scopes`, for each method it handles. A class that handles a method without naming
-    its scope fails at import, so the mistake stops the process from starting instead of
-    opening the endpoint to every key (or refusing every key) in production."""
+    `required_scopes` (one, or a tuple of which any grants), for each method it handles. A
+    class that handles a method without naming its scope fails at import, so the mistake stops
+    the process from starting instead of opening the endpoint to every key (or refusing every
+    key) in production."""
 
     authentication_classes = [ApiKeyAuthentication]
     permission_classes = [HasScope]
     throttle_classes = [ApiKeyThrottle]
-    required_scopes: dict[str, str] = {}
+    required_scopes: dict[str, str | tuple[str, ...]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
@@ -48,7 +51,8 @@ class CustomerApiView(APIView):
                 f"{cls.__module__}.{cls.__qualname__} handles {', '.join(sorted(unnamed))} but "
                 "names no scope for it: add it to required_scopes."
             )
-        unknown = set(cls.required_scopes.values()) - set(Scope)
+        named = {scope for each in cls.required_scopes.values() for scope in named_scopes(each)}
+        unknown = named - set(Scope)
         if unknown:
             raise ImproperlyConfigured(
                 f"{cls.__module__}.{cls.__qualname__} requires unknown scopes "
@@ -106,3 +110,35 @@ class AuthCodeView(CustomerApiView):
             },
         )
         return Response(body, status=status.HTTP_200_OK)
+
+
+class DeletionStatusView(CustomerApiView):
+    """Whether a deletion the app asked for is done: the answer a customer owes its own user."""
+
+    required_scopes = {"GET": (Scope.USER_DELETE, Scope.USER_READ)}
+
+    class OutputSerializer(serializers.Serializer):
+        request_id = serializers.CharField()
+        user_id = serializers.CharField(source="deleted_user_id")
+        status = serializers.SerializerMethodField()
+        requested_at = serializers.DateTimeField()
+        completed_at = serializers.DateTimeField(allow_null=True)
+
+        class Meta:
+            ref_name = "DeletionStatus"
+
+        def get_status(self, deletion: DeletionRequest) -> Literal["pending", "completed"]:
+            return "completed" if deletion.status == DeletionStatus.DONE else "pending"
+
+    @extend_schema(
+        operation_id="get_deletion",
+        tags=["customer"],
+        responses={200: OutputSerializer, **error_responses(ErrorCode.NOT_FOUND, *CUSTOMER_ERRORS)},
+        description=(
+            "The status of a deletion requested by `DELETE /users/{user_id}`: `pending` until "
+            "the user's data is purged, then `completed`. Scope `user.delete` or `user.read`."
+        ),
+    )
+    def get(self, request: Request, request_id: str) -> Response:
+        deletion = selectors.deletion_of_app(app_id=request.auth.app_id, request_id=request_id)
+        return Response(render(self.OutputSerializer, deletion))

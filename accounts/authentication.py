@@ -63,7 +63,7 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
 
 
 class HasScope(BasePermission):
-    """The API key must hold the scope the view names for the method (`required_scopes`; HEAD
+    """The API key must hold a scope the view names for the method (`required_scopes`; HEAD
     as GET, whose handler it runs). A method the view has no handler for passes, so that the
     view answers it 405. A method it handles without naming a scope is refused: no key can hold
     a scope nobody named (the customer base refuses such a class at import already; this
@@ -76,11 +76,20 @@ class HasScope(BasePermission):
         method = authorised_as(request)
         if method not in handled_methods(type(view)):
             return True
-        scope = getattr(view, "required_scopes", {}).get(method)
-        if scope is None:
+        scopes = named_scopes(getattr(view, "required_scopes", {}).get(method))
+        if not scopes:
             raise DomainError(ErrorCode.INSUFFICIENT_SCOPE, f"No scope grants {method} here.")
-        if scope not in request.auth.scopes:
+        if not set(scopes) & set(request.auth.scopes):
+            either = " or ".join(f"'{scope}'" for scope in scopes)
             raise DomainError(
-                ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope '{scope}'."
+                ErrorCode.INSUFFICIENT_SCOPE, f"This API key lacks the scope {either}."
             )
         return True
+
+
+def named_scopes(named: str | tuple[str, ...] | None) -> tuple[str, ...]:
+    """A `required_scopes` entry as the scopes any one of which grants the method: one scope,
+    or a tuple of them (a read that `user.read` and `user.delete` keys may both make)."""
+    if named is None:
+        return ()
+    return (named,) if isinstance(named, str) else tuple(named)

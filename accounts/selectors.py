@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import crypto
-from accounts.models import ApiKey, App
+from accounts.models import ApiKey, App, DeletionRequest
 from portal.db import rows
 from portal.errors import DomainError, ErrorCode
 
@@ -112,3 +112,15 @@ def key_status_filter(status: KeyStatus, now: dt.datetime) -> Q:
     if status == KeyStatus.EXPIRED:
         return ~revoked & Q(expires_at__lte=now)
     return ~revoked & Q(expires_at__gt=now, rotated=status == KeyStatus.IN_GRACE)
+
+
+def deletion_of_app(*, app_id: int, request_id: str) -> DeletionRequest:
+    """The app's deletion request with this id. Another app's is as unknown as a made-up id."""
+    deletion = (
+        DeletionRequest.objects.filter(app_id=app_id, request_id=request_id).first()
+        if PUBLIC_ID.match(request_id)
+        else None
+    )
+    if deletion is None:
+        raise DomainError(ErrorCode.NOT_FOUND, "No such deletion request in this app.")
+    return deletion

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from accounts.api import AuthCodeView
+from accounts.api import AuthCodeView, DeletionStatusView
 from devices.api import (
     RedeemView,
     ResetView,
@@ -18,6 +18,7 @@ urlpatterns = [
     path("users/auth-code", AuthCodeView.as_view(), name="auth-code"),
     path("users", UserLookupView.as_view(), name="user-lookup"),
     path("users/<str:user_id>", UserDetailView.as_view(), name="user-detail"),
+    path("users/deletions/<str:request_id>", DeletionStatusView.as_view(), name="deletion-status"),
     path("sdk/users", RedeemView.as_view(), name="sdk-redeem"),
     path("sdk/status", StatusView.as_view(), name="sdk-status"),
     path("sdk/token", TokenView.as_view(), name="sdk-token"),

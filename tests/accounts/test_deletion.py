@@ -19,8 +19,9 @@ from accounts.models import (
 from accounts.services import users as user_services
 from devices.models import Device
 from portal.errors import DomainError, ErrorCode
-from tests.factories import DeletionRequestFactory, LinkedUserFactory
+from tests.factories import ApiKeyFactory, DeletionRequestFactory, LinkedUserFactory
 from tests.helpers import issue_code, redeem
+from tests.portal.test_errors import assert_envelope
 
 pytestmark = pytest.mark.django_db
 
@@ -150,3 +151,44 @@ def test_the_deletion_service_answers_a_repeat_with_the_first_request(app):
     with pytest.raises(DomainError) as refused:
         services.delete_user_of_app(app_id=app.pk, user_id=other_app.user_id, actor=actor)
     assert refused.value.code == ErrorCode.USER_NOT_FOUND
+
+
+def test_deletion_status_is_pending_then_completed(customer, app, alice):
+    user, _, _ = alice
+    request_id = customer.delete(f"/users/{user.user_id}").json()["request_id"]
+
+    pending = customer.get(f"/users/deletions/{request_id}")
+
+    assert pending.status_code == 200
+    body = pending.json()
+    assert body == {
+        "request_id": request_id,
+        "user_id": user.user_id,
+        "status": "pending",
+        "requested_at": body["requested_at"],
+        "completed_at": None,
+    }
+    assert user_services.purge_deleted_user(request_id=request_id)
+    completed = customer.get(f"/users/deletions/{request_id}").json()
+    assert completed["status"] == "completed"
+    assert completed["requested_at"] == body["requested_at"]
+    assert completed["completed_at"] >= body["requested_at"]
+
+
+@pytest.mark.parametrize("scopes", [["user.read"], ["user.delete"]])
+def test_deletion_status_needs_user_read_or_user_delete(api, app, scopes):
+    deletion = DeletionRequestFactory(app=app)
+    api_key = ApiKeyFactory(app=app, scopes=scopes)
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key.full_key}")
+    assert api.get(f"/users/deletions/{deletion.request_id}").json()["status"] == "completed"
+
+
+@pytest.mark.parametrize("request_id", ["another app's", "0" * 24, "NOT-AN-ID", "a" * 300])
+def test_deletion_status_of_an_unknown_or_other_apps_request_is_not_found(
+    customer, request_id, django_assert_max_num_queries
+):
+    if request_id == "another app's":
+        request_id = DeletionRequestFactory().request_id  # of a new app
+    with django_assert_max_num_queries(3):  # the key check, its last-used stamp, the lookup
+        response = customer.get(f"/users/deletions/{request_id}")
+    assert_envelope(response, 404, "NOT_FOUND")

@@ -10,6 +10,7 @@ ENDPOINTS = {
     "/users/auth-code": {"post"},
     "/users": {"get"},
     "/users/{user_id}": {"get", "delete"},
+    "/users/deletions/{request_id}": {"get"},
     "/sdk/users": {"post"},
     "/sdk/status": {"get"},
     "/sdk/token": {"post"},

@@ -11,6 +11,7 @@ row's values) cut from exception messages. Each report carries the request id as
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sentry_sdk
@@ -50,8 +51,15 @@ def init_sentry(*, dsn: str, environment: str, traces_sample_rate: float) -> boo
     return True
 
 
+# Paths that carry a secret in the path itself: the console's invitation links and Django's
+# password-reset links. The secret part is replaced; the rest still tells which page it was.
+_SECRET_IN_PATH = re.compile(
+    r"(/console/(?:invitations|password-reset)/)(?!accept/|sent/|done/)[^?#]+"
+)
+
+
 def _strip_query(url: str) -> str:
-    return url.split("?", 1)[0].split("#", 1)[0]
+    return _SECRET_IN_PATH.sub(r"\1[Filtered]/", url.split("?", 1)[0].split("#", 1)[0])
 
 
 def _scrub_url_data(data: dict[str, Any] | None) -> None:

@@ -221,3 +221,20 @@ def test_database_error_details_and_query_strings_are_cut_from_reports():
     assert "ext-secret" not in scrubbed
     assert "duplicate key value violates unique constraint" in scrubbed
     assert "http://hook.test/in" in scrubbed
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("https://portal.test/console/invitations/inv-secret-token/", "/console/invitations/"),
+        ("https://portal.test/console/password-reset/MQ/inv-secret-token/", "/password-reset/"),
+    ],
+)
+def test_secrets_in_console_link_paths_are_cut_from_reports(url, kept):
+    """An invitation or password-reset link carries its secret in the path, not the query."""
+    event = {"request": {"url": url, "method": "GET"}}
+    scrubbed = json.dumps(scrub_event(event, {}))
+    assert "inv-secret-token" not in scrubbed
+    assert kept in scrubbed
+    untouched = {"request": {"url": "https://portal.test/console/invitations/accept/"}}
+    assert scrub_event(untouched, {})["request"]["url"].endswith("/invitations/accept/")

@@ -231,7 +231,7 @@ def shown_once_response(
     context = {
         **model_admin.admin_site.each_context(request),
         "opts": model_admin.opts,
-        "title": "Copy the new key now",
+        "title": "Copy it now",
         "secrets": secrets,
         "next_url": next_url,
     }

@@ -26,6 +26,11 @@ class App(models.Model):
     is_active = models.BooleanField(default=True)
     contact_emails = models.JSONField(default=list, blank=True)
     sdk_config = models.JSONField(default=dict, blank=True)
+    # The event types some enabled webhook endpoint of the app wants, space-separated; blank
+    # for an app without one. Kept by the events app's endpoint services in the transaction
+    # that changes an endpoint, and read with the app by the key check and redemption, so a
+    # service knows whether to write an outbox row without asking (see accounts.lifecycle).
+    webhook_events = models.CharField(max_length=512, blank=True, default="", editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -305,7 +310,10 @@ class AuditEvent(models.Model):
     outlives purges without keeping personal data."""
 
     occurred_at = models.DateTimeField(default=timezone.now)
-    app = models.ForeignKey(App, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    # Indexed by audit_app_recent, which starts with it.
+    app = models.ForeignKey(
+        App, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     actor_type = models.CharField(max_length=16, choices=ActorType)
     actor = models.CharField(max_length=254, blank=True, default="")  # an e-mail for CONSOLE
     action = models.CharField(max_length=32, choices=AuditAction)
@@ -326,7 +334,58 @@ class AuditEvent(models.Model):
             # type is found by reading the whole table, newest first.
             models.Index(fields=["action", "-occurred_at", "-id"], name="audit_action_recent"),
             models.Index(fields=["actor_type", "-occurred_at", "-id"], name="audit_actor_recent"),
+            # The console's audit log of one app, newest first, unfiltered or by action or by
+            # actor: each a range of one index read in the list's order (keyset pages). The
+            # filtered ones leave out the devices' own events (redemptions, resets), the bulk
+            # of the table: redemption writes no more index entries than before, and those
+            # frequent actions are found at once by audit_app_recent.
+            models.Index(fields=["app", "-occurred_at", "-id"], name="audit_app_recent"),
+            models.Index(
+                fields=["app", "action", "-occurred_at", "-id"],
+                condition=~Q(actor_type="device"),
+                name="audit_app_action",
+            ),
+            models.Index(
+                fields=["app", "actor", "-occurred_at", "-id"],
+                condition=~Q(actor_type="device"),
+                name="audit_app_actor",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target_type} {self.target_id}"
+
+
+class DailyActivity(models.Model):
+    """Per app and UTC day: codes issued and redeemed, users new and restored (first
+    redemptions, `user.created` / `user.restored`), for the console's overview. Codes are
+    purged a few days after they expire and have no index on their app, so counting them
+    when a page asks is not possible; `services.roll_up_activity`, run by the code sweep
+    before it purges, adds up codes once they can no longer change (expired) and the events
+    of the same period. Nothing on the issuance or redemption path writes here."""
+
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField()
+    codes_issued = models.BigIntegerField(default=0)
+    codes_redeemed = models.BigIntegerField(default=0)
+    users_new = models.BigIntegerField(default=0)
+    users_restored = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "daily activity"
+        constraints = [
+            models.UniqueConstraint(fields=["app", "day"], name="one_activity_row_per_app_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"activity of {self.app_id} on {self.day}"
+
+
+class ActivityMark(models.Model):
+    """One row: `DailyActivity` holds exactly the codes that expired, and the events that
+    occurred, up to `counted_until`; readers count the rest from the tables themselves."""
+
+    counted_until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"activity counted until {self.counted_until}"

@@ -12,15 +12,23 @@ KEY_ADMINISTRATORS = "Key administrators"
 _VIEW_MODELS = {
     "accounts": ["app", "apikey", "linkeduser", "authcode", "deletionrequest", "auditevent"],
     "devices": ["device"],
+    "events": ["webhookendpoint", "delivery"],
 }
 _SUPPORT_ACTIONS = [
     ("accounts", "disable_linkeduser"),
     ("devices", "deactivate_device"),
+    # The App page's "Invite to the console" (console/admin.py): how a customer's first owner
+    # gets in. By name, as accounts never imports the console.
+    ("console", "add_invitation"),
+    # Webhooks (events/admin.py): redeliver, send a test event.
+    ("events", "redeliver_webhookendpoint"),
 ]
 _KEY_ACTIONS = [
     ("accounts", "add_apikey"),
     ("accounts", "revoke_apikey"),
     ("accounts", "rotate_apikey"),
+    # Webhook endpoints (events/admin.py): create, rotate the secret, disable, enable.
+    ("events", "manage_webhookendpoint"),
 ]
 
 

@@ -19,10 +19,11 @@ _API_KEY = re.compile(r"^([0-9a-f]{16})\.([A-Za-z0-9_-]{20,128})\Z")
 PUBLIC_ID = re.compile(r"^[0-9a-f]{24}\Z")
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="api"'}
 # The key check's one statement: the key and what the check needs of its app (not the app's
-# JSON columns), written once as text (compiling the ORM's select_related costs more CPU than
+# JSON columns; the event types its webhooks want, so issuance knows whether to announce a new
+# user without asking), written once as text (compiling the ORM's select_related costs more CPU than
 # PostgreSQL spends answering; see portal.db.rows).
 _KEY_BY_ID = f"""
-    SELECT {rows.columns(ApiKey, "k")}, a.app_id, a.is_active
+    SELECT {rows.columns(ApiKey, "k")}, a.app_id, a.is_active, a.webhook_events
     FROM accounts_apikey k JOIN accounts_app a ON a.id = k.app_id
     WHERE k.key_id = %s
 """  # noqa: S608 (column names from the model, the key id bound)
@@ -32,10 +33,12 @@ def _api_key_by_id(key_id: str) -> ApiKey | None:
     row = rows.fetch_one(_KEY_BY_ID, [key_id])
     if row is None:
         return None
-    *key_values, app_id, is_active = row
+    *key_values, app_id, is_active, webhook_events = row
     api_key = rows.instance(ApiKey, key_values)
     api_key.app = App.from_db(
-        connection.alias, ["id", "app_id", "is_active"], [api_key.app_id, app_id, bool(is_active)]
+        connection.alias,
+        ["id", "app_id", "is_active", "webhook_events"],
+        [api_key.app_id, app_id, bool(is_active), webhook_events],
     )
     return api_key
 

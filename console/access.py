@@ -22,15 +22,24 @@ View = Callable[..., HttpResponse]
 
 def is_verified(request: HttpRequest) -> bool:
     """Signed in with the password and confirmed by the person's authenticator (or a recovery
-    code) in this session (`OTPMiddleware` sets `is_verified`)."""
+    code) in this session (`OTPMiddleware` sets `is_verified`). A staff session never is: staff
+    accounts are for the admin, and a staff member invited to an app gets a console account of
+    its own."""
     user = request.user
-    return bool(user.is_authenticated and user.is_active and user.is_verified())
+    return bool(
+        user.is_authenticated and user.is_active and not user.is_staff and user.is_verified()
+    )
 
 
 def _to_sign_in(request: HttpRequest) -> HttpResponse:
     """Not signed in: the sign-in page. Signed in without the second factor: the page that
     asks for it (or enrols the authenticator at the first sign-in). Either comes back here."""
-    target = "console:sign_in" if not request.user.is_authenticated else "console:second_factor"
+    user = request.user
+    target = (
+        "console:second_factor"
+        if user.is_authenticated and not user.is_staff
+        else "console:sign_in"
+    )
     query = urlencode({REDIRECT_FIELD_NAME: request.get_full_path()})
     return HttpResponseRedirect(f"{reverse(target)}?{query}")
 

@@ -84,11 +84,12 @@ class Device(models.Model):
             models.Index(
                 fields=["model"], name="device_model_like", opclasses=["varchar_pattern_ops"]
             ),
-            # The dashboard's count of active devices by kind, from the index alone.
+            # The count of active devices by kind, of one app (the console's overview) or of
+            # all (the staff dashboard), from the index alone.
             models.Index(
-                fields=["platform", "form_factor"],
+                fields=["app", "platform", "form_factor"],
                 condition=Q(is_active=True),
-                name="device_active_kind",
+                name="device_app_active_kind",
             ),
         ]
 

@@ -12,6 +12,7 @@ from django.db import connection, transaction
 from django.db.models import (
     Exists,
     FilteredRelation,
+    Model,
     OuterRef,
     Q,
     Value,
@@ -19,8 +20,9 @@ from django.db.models import (
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from accounts import audit, crypto
+from accounts import audit, crypto, lifecycle
 from accounts.audit import Actor
+from accounts.lifecycle import EventType
 from accounts.models import (
     App,
     AuditAction,
@@ -149,6 +151,15 @@ def redeem_auth_code(
             now,
             issued_by_key=found.key_id,
         )
+        # Announced as the audit log tells it: the user's first device makes the user
+        # (issuance alone only reserves it), a later one brings it back.
+        announced = [
+            _user_announcement(
+                user,
+                EventType.USER_RESTORED if found.had_devices else EventType.USER_CREATED,
+                now,
+            )
+        ]
         activated, token = _activate(
             user=user,
             current=found.active,
@@ -156,6 +167,7 @@ def redeem_auth_code(
             info=device,
             now=now,
             user_event=user_event,
+            announced=announced,
         )
     return Redemption(
         user=user,
@@ -184,6 +196,7 @@ _READ_AND_USE = """
         a.app_id,
         a.is_active,
         a.sdk_config,
+        a.webhook_events,
         EXISTS (
             SELECT 1 FROM devices_device d
             WHERE d.user_id = c.user_id AND d.created_at < COALESCE(c.redeemed_at, %(now)s)
@@ -215,14 +228,14 @@ def _read_and_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found |
         row = cursor.fetchone()
     if row is None:
         return None
-    code, key_id, user, app_id, is_active, sdk_config, had_devices, active, own, used = row
+    code, key_id, user, app_id, is_active, sdk_config, events, had_devices, active, own, used = row
     user = rows.from_json(LinkedUser, user)
     if isinstance(sdk_config, str):  # Django leaves jsonb to the field to parse
         sdk_config = json.loads(sdk_config)
     user.app = App.from_db(
         connection.alias,
-        ["id", "app_id", "is_active", "sdk_config"],
-        [user.app_id, app_id, is_active, sdk_config],
+        ["id", "app_id", "is_active", "sdk_config", "webhook_events"],
+        [user.app_id, app_id, is_active, sdk_config, events],
     )
     active = rows.from_json(Device, active) if active else None
     if active is not None:
@@ -302,6 +315,34 @@ def _device_event(
     )
 
 
+def _user_announcement(user: LinkedUser, type: EventType, now: dt.datetime) -> Model | None:
+    """The outbox row for `type` about `user` (app loaded), None when nobody listens."""
+    if not lifecycle.subscribed(user.app, type):
+        return None
+    data = {"user_id": user.user_id, "external_id": user.external_id}
+    return lifecycle.outbox_row(app=user.app, type=type, data=data, now=now)
+
+
+def _device_announcement(
+    device: Device, type: EventType, now: dt.datetime, reason: str | None = None
+) -> Model | None:
+    """The outbox row for `type` about `device` (user and app loaded), None when nobody
+    listens (checked first: on the redemption path, that is all it costs)."""
+    user = device.user
+    if not lifecycle.subscribed(user.app, type):
+        return None
+    data = {
+        "user_id": user.user_id,
+        "external_id": user.external_id,
+        "install_id": device.install_id,
+        "platform": device.platform,
+        "form_factor": device.form_factor,
+    }
+    if reason is not None:
+        data["reason"] = reason
+    return lifecycle.outbox_row(app=user.app, type=type, data=data, now=now)
+
+
 def _retry(*, found: _Found, info: DeviceInfo, now: dt.datetime) -> Redemption:
     """A code that was not used now: the SDK's retry of its own redemption within the code's
     lifetime gets a fresh token for the same device; anything else is refused."""
@@ -333,10 +374,12 @@ def _activate(
     info: DeviceInfo,
     now: dt.datetime,
     user_event: AuditEvent,
+    announced: list[Model | None],
 ) -> tuple[Device, str]:
     """Applies the activation policy for the incoming device; the caller holds the user lock.
     `current` is the user's active device, `own` the device already under this install id;
-    `user_event` is recorded with the devices' own events."""
+    `user_event` is recorded with the devices' own events, and the `announced` outbox rows
+    with theirs."""
     if own is not None and own.user_id != user.pk:
         if own.user.status == UserStatus.DELETED:
             # The install's previous user was deleted and awaits its purge: the install is free.
@@ -365,6 +408,7 @@ def _activate(
         actor=Actor.device(info.install_id),
         now=now,
         recorded=[user_event],
+        announced=announced,
     )
     return device, token
 
@@ -378,6 +422,7 @@ def _apply(
     now: dt.datetime,
     redeemed: bool = True,
     recorded: list[AuditEvent] | tuple[()] = (),
+    announced: list[Model | None] | tuple[()] = (),
 ) -> None:
     """The one place a `Decision` is carried out, for a redemption and for support alike: the
     user's active device `current` (user loaded) steps down if the decision says so, the
@@ -385,8 +430,10 @@ def _apply(
     written, with their audit events after the `recorded` ones, in one statement. The caller
     holds the user lock. `redeemed`: the incoming device brings new details and a new token
     (a redemption); otherwise only its place changes (support), and a token refresh racing it
-    is kept."""
+    is kept. The devices' lifecycle events are announced, after the `announced` ones, for an
+    app whose webhooks want them."""
     events = list(recorded)
+    outbox = list(announced)
     changed = []
     if decision.deactivate_current:
         current.is_active, current.inactive_reason = False, decision.reason
@@ -402,10 +449,14 @@ def _apply(
                 replaced_by=incoming.install_id,
             )
         )
+        outbox.append(
+            _device_announcement(current, EventType.DEVICE_DEACTIVATED, now, decision.reason)
+        )
     if decision.activate_incoming:
         if not incoming.is_active:
             incoming.activated_at = now
             events.append(_device_event(incoming, AuditAction.DEVICE_ACTIVATED, actor, now))
+            outbox.append(_device_announcement(incoming, EventType.DEVICE_ACTIVATED, now))
         incoming.is_active, incoming.inactive_reason, incoming.deactivated_at = True, None, None
     else:
         if incoming.is_active or incoming.inactive_reason != decision.reason:
@@ -415,8 +466,16 @@ def _apply(
                     incoming, AuditAction.DEVICE_DEACTIVATED, actor, now, reason=decision.reason
                 )
             )
+            outbox.append(
+                _device_announcement(incoming, EventType.DEVICE_DEACTIVATED, now, decision.reason)
+            )
         incoming.is_active, incoming.inactive_reason = False, decision.reason
-    _save_devices([*changed, incoming], incoming=incoming if redeemed else None, events=events)
+    _save_devices(
+        [*changed, incoming],
+        incoming=incoming if redeemed else None,
+        events=events,
+        outbox=[row for row in outbox if row is not None],
+    )
 
 
 # What a redemption decides for every device it writes, and what only the incoming device
@@ -432,7 +491,11 @@ _INCOMING_FIELDS = (
 
 
 def _save_devices(
-    devices: list[Device], *, incoming: Device | None, events: list[AuditEvent]
+    devices: list[Device],
+    *,
+    incoming: Device | None,
+    events: list[AuditEvent],
+    outbox: list[Model],
 ) -> None:
     """Writes device states in one statement: an upsert on (app, install_id), applied in the
     order given (put a deactivation before the activation it makes room for: the
@@ -440,7 +503,8 @@ def _save_devices(
     device if any, has its details and token written. The upsert only ever updates a row
     of the same user: an install id that another user's redemption took concurrently comes
     back missing, which is INSTALL_ID_CONFLICT, and the caller's transaction rolls back.
-    On PostgreSQL the `events` are inserted by the same statement (a round trip less)."""
+    On PostgreSQL the `events` and the `outbox` rows are inserted by the same statement (a
+    round trip less each)."""
     quote = connection.ops.quote_name
     table = quote(Device._meta.db_table)
     column = {field.name: quote(field.column) for field in Device._meta.concrete_fields}
@@ -456,14 +520,24 @@ def _save_devices(
         f"WHERE {table}.user_id = excluded.user_id RETURNING id, install_id"
     )
     params += [incoming.install_id for _ in incoming_fields]
-    if connection.vendor == "postgresql" and events:
-        logged, logged_params = rows.insert_sql(AuditEvent, events)
-        sql, params = f"WITH logged AS ({logged}) {sql}", [*logged_params, *params]
-    elif events:
-        audit.record(*events)
+    if connection.vendor == "postgresql":
+        ctes, cte_params = [], []
+        for name, written in (("logged", events), ("announced", outbox)):
+            if written:
+                insert_rows, insert_params = rows.insert_sql(type(written[0]), written)
+                ctes.append(f"{name} AS ({insert_rows})")
+                cte_params += insert_params
+        if ctes:
+            sql, params = f"WITH {', '.join(ctes)} {sql}", [*cte_params, *params]
+    else:
+        if events:
+            audit.record(*events)
+        lifecycle.record(*outbox)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         ids = {install_id: pk for pk, install_id in cursor.fetchall()}
+    if outbox and connection.vendor == "postgresql":
+        lifecycle.written()
     for device in devices:
         if device.install_id not in ids:
             raise DomainError(ErrorCode.INSTALL_ID_CONFLICT)
@@ -472,7 +546,16 @@ def _save_devices(
 
 
 def retire_devices_of_deleted_user(*, user: LinkedUser, now: dt.datetime) -> int:
-    """Every device inactive with USER_DELETED, every access token void."""
+    """Every device inactive with USER_DELETED, every access token void; the active one's
+    deactivation announced (`user.app` must be loaded) when the app's webhooks want it."""
+    if lifecycle.subscribed(user.app, EventType.DEVICE_DEACTIVATED):
+        for active in Device.objects.filter(user=user, is_active=True):
+            active.user = user
+            lifecycle.record(
+                _device_announcement(
+                    active, EventType.DEVICE_DEACTIVATED, now, InactiveReason.USER_DELETED
+                )
+            )
     Device.objects.filter(user=user, is_active=True).update(deactivated_at=now)
     return Device.objects.filter(user=user).update(
         is_active=False,
@@ -531,6 +614,9 @@ def reset_device(*, device: Device, now: dt.datetime | None = None) -> None:
                 reason=InactiveReason.RESET,
             )
         )
+        lifecycle.record(
+            _device_announcement(current, EventType.DEVICE_DEACTIVATED, now, InactiveReason.RESET)
+        )
 
 
 def record_device_seen(*, device: Device, now: dt.datetime | None = None) -> dt.datetime:
@@ -562,7 +648,11 @@ def deactivate_device(
     now = now or timezone.now()
     details = audit.note_details(reason)
     with transaction.atomic():
-        user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
+        user = (
+            LinkedUser.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .get(pk=device.user_id)
+        )
         current = Device.objects.get(pk=device.pk)
         current.user = user
         check_deactivatable(current)
@@ -577,6 +667,11 @@ def deactivate_device(
                 now,
                 reason=InactiveReason.DEACTIVATED_BY_SUPPORT,
                 **details,
+            )
+        )
+        lifecycle.record(
+            _device_announcement(
+                current, EventType.DEVICE_DEACTIVATED, now, InactiveReason.DEACTIVATED_BY_SUPPORT
             )
         )
     return current
@@ -627,7 +722,11 @@ def activate_device(*, device: Device, actor: Actor, now: dt.datetime | None = N
     device's at once."""
     now = now or timezone.now()
     with transaction.atomic():
-        user = LinkedUser.objects.select_for_update().get(pk=device.user_id)
+        user = (
+            LinkedUser.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .get(pk=device.user_id)
+        )
         target = Device.objects.get(pk=device.pk)
         target.user = user
         current = Device.objects.filter(user=user, is_active=True).first()

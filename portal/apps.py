@@ -6,6 +6,9 @@ class PortalConfig(AppConfig):
     verbose_name = "Portal"
 
     def ready(self) -> None:
-        from portal import metrics
+        from django.contrib.auth.signals import user_logged_in
+
+        from portal import lookups, metrics, sessions  # noqa: F401 (lookups registers itself)
 
         metrics.connect_task_signals()
+        user_logged_in.connect(sessions.mark_seen, dispatch_uid="portal_session_seen")

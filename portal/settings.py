@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "portal",
     "accounts",
     "devices",
+    "events",
     "console",  # the customer console: the top floor, nothing imports it
     "django_otp",  # staff two-factor sign-in (see "Staff sign-in" below)
     "django_otp.plugins.otp_totp",
@@ -65,8 +66,10 @@ MIDDLEWARE = [
     "portal.metrics.MetricsMiddleware",  # counts and times every answer (portal/metrics.py)
     "portal.middleware.ApiErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "console.middleware.ConsoleHeadersMiddleware",  # CSP, no framing, no caching: /console/
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "portal.sessions.IdleSessionMiddleware",  # sessions end after 12 idle hours
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -166,6 +169,28 @@ AXES_DISABLE_ACCESS_LOG = True  # successful sign-ins are audit events instead
 AXES_ENABLE_ADMIN = False
 AXES_VERBOSE = False
 
+# The customer console (console/, README "The customer console"). Its people sign in with
+# e-mail, password and a TOTP authenticator; failed sign-ins lock the account and the client
+# address (console/services/lockout.py, not axes, which stays the admin's).
+CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://localhost:8000")
+CONSOLE_INVITATION_HOURS = env.int("CONSOLE_INVITATION_HOURS", default=72)
+CONSOLE_SIGN_IN_FAILURE_LIMIT = env.int("CONSOLE_SIGN_IN_FAILURE_LIMIT", default=5)
+CONSOLE_LOCKOUT_MINUTES = env.int("CONSOLE_LOCKOUT_MINUTES", default=15)
+CONSOLE_TOTP_ISSUER = env.str("CONSOLE_TOTP_ISSUER", default="Portal console")
+# The beat's sweep of expired sessions and of the console's bookkeeping (console/tasks.py).
+CONSOLE_INVITATION_RETENTION = dt.timedelta(days=30)  # past expiry, whatever became of it
+CONSOLE_SWEEP_BATCH_SIZE = 1000
+PASSWORD_RESET_TIMEOUT = 3600  # a reset link works for an hour
+
+# Sessions (staff admin and console alike): HttpOnly, SameSite=Lax, Secure when served over
+# https (below), ended after 12 idle hours (portal/sessions.py keeps them alive while used).
+SESSION_COOKIE_AGE = 12 * 3600
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
@@ -219,6 +244,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The payload of the webhooks (events/schema.py), which OpenAPI 3.0 has no section for.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "events.schema.add_webhook_event",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ErrorCodeEnum": "portal.errors.ErrorCode",
         "InactiveReasonEnum": "devices.models.InactiveReason",
@@ -303,6 +333,32 @@ CELERY_BEAT_SCHEDULE = {
         "task": "accounts.tasks.send_key_expiry_notices",
         "schedule": crontab(hour=8, minute=0),
     },
+}
+
+# Webhooks (events/, docs/WEBHOOKS.md). Signing secrets are encrypted at rest with
+# WEBHOOK_ENCRYPTION_KEY (Fernet keys, comma-separated: the first encrypts, all decrypt) or,
+# unset, a key derived from SECRET_KEY. Receivers must be https on a public address unless
+# these say otherwise (development, tests).
+WEBHOOK_ENCRYPTION_KEY = env.list("WEBHOOK_ENCRYPTION_KEY", default=[])
+WEBHOOK_ALLOW_HTTP = env.bool("WEBHOOK_ALLOW_HTTP", default=False)
+WEBHOOK_ALLOW_PRIVATE_NETWORKS = env.bool("WEBHOOK_ALLOW_PRIVATE_NETWORKS", default=False)
+WEBHOOK_RETRY_FOR = dt.timedelta(days=3)
+WEBHOOK_LOG_RETENTION = dt.timedelta(days=30)
+# How long an attempt under way holds its delivery: past it, a worker that died mid-attempt
+# is taken for dead and the sweep sends again (the client gives up after 10 s).
+WEBHOOK_DELIVERY_LEASE = dt.timedelta(seconds=env.int("WEBHOOK_DELIVERY_LEASE_SECONDS", default=60))
+WEBHOOK_SWEEP_SECONDS = env.float("WEBHOOK_SWEEP_SECONDS", default=10.0)
+CELERY_BEAT_SCHEDULE["sweep-webhooks"] = {
+    "task": "events.tasks.sweep_webhooks",
+    "schedule": WEBHOOK_SWEEP_SECONDS,
+}
+CELERY_BEAT_SCHEDULE["sweep-console"] = {
+    "task": "console.tasks.sweep_console",
+    "schedule": 600.0,
+}
+CELERY_BEAT_SCHEDULE["sweep-webhook-log"] = {
+    "task": "events.tasks.sweep_webhook_log",
+    "schedule": 3600.0,
 }
 
 EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")

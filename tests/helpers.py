@@ -40,3 +40,12 @@ def redeem(
         },
         format="json",
     )
+
+
+def new_user(customer: APIClient, app_id: str, external_id: str = "alice") -> str:
+    """A code issued and redeemed on the user's first device: what creates the user in the
+    audit log and announces `user.created`. Returns the user id."""
+    code = issue_code(customer, external_id)["authentication_code"]
+    answer = redeem(APIClient(), code, app_id, f"install-{external_id}")
+    assert answer.status_code == 201, answer.content
+    return answer.json()["user_id"]

@@ -5,7 +5,14 @@ Each refusal is a `portal.errors.DomainError`. A rule that decides whether an ac
 taken lives in a `check_*` function beside its service: the service applies it under its lock,
 and the admin calls the same function to offer the action, or to say why it cannot."""
 
-from accounts.services.apps import create_app, update_app
+from accounts.services.activity import roll_up_activity
+from accounts.services.apps import (
+    MAX_SDK_CONFIG_BYTES,
+    create_app,
+    sdk_config_size,
+    set_sdk_config,
+    update_app,
+)
 from accounts.services.codes import IssuedCode, SweepResult, issue_auth_code, sweep_auth_codes
 from accounts.services.keys import (
     MAX_KEY_LIFETIME_DAYS,
@@ -34,6 +41,7 @@ from accounts.services.users import (
 __all__ = [
     "MAX_KEY_LIFETIME_DAYS",
     "MAX_ROTATION_GRACE",
+    "MAX_SDK_CONFIG_BYTES",
     "IssuedCode",
     "NewApiKey",
     "Rotation",
@@ -52,8 +60,11 @@ __all__ = [
     "record_api_key_use",
     "request_user_deletion",
     "revoke_api_key",
+    "roll_up_activity",
     "rotate_api_key",
+    "sdk_config_size",
     "send_key_expiry_notices",
+    "set_sdk_config",
     "set_user_disabled",
     "sweep_auth_codes",
     "update_app",

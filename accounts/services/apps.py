@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -80,6 +81,51 @@ def update_app(
                     now=now,
                 )
             )
+    return locked
+
+
+MAX_SDK_CONFIG_BYTES = 16 * 1024
+"""Every redemption and status call returns the configuration: it must stay small."""
+
+
+def sdk_config_size(config: Any) -> int:
+    """Bytes of the configuration as stored and sent (compact JSON, UTF-8)."""
+    return len(json.dumps(config, ensure_ascii=False, separators=(",", ":")).encode())
+
+
+def set_sdk_config(*, app: App, config: Any, actor: Actor, now: dt.datetime | None = None) -> App:
+    """Replaces the app's SDK configuration: a JSON object of at most MAX_SDK_CONFIG_BYTES.
+    Unlike `update_app`, the audit event keeps the configuration before and after: it is
+    the customer's own, bounded, and "what changed when" is what its developers ask. An
+    unchanged configuration records nothing."""
+    now = now or timezone.now()
+    if not isinstance(config, Mapping):
+        raise DomainError(ErrorCode.INVALID_REQUEST, "the SDK configuration must be a JSON object")
+    config = dict(config)
+    if sdk_config_size(config) > MAX_SDK_CONFIG_BYTES:
+        raise DomainError(
+            ErrorCode.INVALID_REQUEST,
+            f"the SDK configuration must be at most {MAX_SDK_CONFIG_BYTES // 1024} KB "
+            f"(this one is {sdk_config_size(config)} bytes)",
+        )
+    with transaction.atomic():
+        locked = App.objects.select_for_update(no_key=True).get(pk=app.pk)
+        before = locked.sdk_config
+        if before == config:
+            return locked
+        locked.sdk_config = config
+        locked.save(update_fields=["sdk_config"])
+        audit.record(
+            audit.event(
+                actor=actor,
+                action=AuditAction.APP_UPDATED,
+                target_type="app",
+                target_id=locked.app_id,
+                app_id=locked.pk,
+                details={"fields": ["sdk_config"], "before": before, "after": config},
+                now=now,
+            )
+        )
     return locked
 
 

@@ -20,6 +20,7 @@ from accounts.models import (
     UserStatus,
 )
 from accounts.services._clock import whole_seconds
+from accounts.services.activity import roll_up_activity
 from portal.errors import DomainError, ErrorCode
 
 log = logging.getLogger("portal.accounts")
@@ -126,10 +127,13 @@ def sweep_auth_codes(
     """Deletes codes that expired longer than the retention period ago, then marks the
     remaining expired ones `expired`. Both in bounded batches, each its own short statement
     driven by an index on expires_at: no table lock, no rows loaded into Python. Redemption
-    checks expires_at itself, so it is right whether or not this has run."""
+    checks expires_at itself, so it is right whether or not this has run. First the codes
+    are added to the daily activity counts (`roll_up_activity`), and only counted ones are
+    purged."""
     now = now or timezone.now()
     batch_size = batch_size or settings.AUTH_CODE_SWEEP_BATCH_SIZE
     retention = settings.AUTH_CODE_RETENTION if retention is None else retention
+    purge_until = min(now - retention, roll_up_activity(now=now))
 
     def in_batches(step: Callable[[], int]) -> int:
         total = 0
@@ -140,7 +144,7 @@ def sweep_auth_codes(
         return total
 
     def purge_batch() -> int:
-        batch = AuthCode.objects.filter(expires_at__lte=now - retention).order_by("expires_at")
+        batch = AuthCode.objects.filter(expires_at__lte=purge_until).order_by("expires_at")
         deleted, _ = AuthCode.objects.filter(
             pk__in=Subquery(batch.values("pk")[:batch_size])
         ).delete()

@@ -11,11 +11,12 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, Model, OuterRef
 from django.utils import timezone
 
-from accounts import audit, crypto
+from accounts import audit, crypto, lifecycle
 from accounts.audit import Actor
+from accounts.lifecycle import EventType
 from accounts.models import (
     ApiKey,
     ApiKeyNotice,
@@ -166,6 +167,9 @@ def rotate_api_key(
                 old_key_expires_at=old.expires_at.isoformat(),
             )
         )
+        lifecycle.record(
+            _announcement(old, EventType.API_KEY_ROTATED, now, new_key_id=new.api_key.key_id)
+        )
     return Rotation(new=new, old_key=old)
 
 
@@ -180,12 +184,31 @@ def revoke_api_key(*, api_key: ApiKey, actor: Actor, now: dt.datetime | None = N
     """Refused at once from then on. Revoking a revoked key changes nothing."""
     now = now or timezone.now()
     with transaction.atomic():
-        key = ApiKey.objects.select_for_update(no_key=True).get(pk=api_key.pk)
+        key = (
+            ApiKey.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("app")
+            .get(pk=api_key.pk)
+        )
         if key.revoked_at is None:
             key.revoked_at = now
             key.save(update_fields=["revoked_at"])
             audit.record(audit.key_event(key, AuditAction.KEY_REVOKED, actor, now))
+            lifecycle.record(_announcement(key, EventType.API_KEY_REVOKED, now))
     return key
+
+
+def _announcement(api_key: ApiKey, type: EventType, now: dt.datetime, **data: str) -> Model | None:
+    """The outbox row for `type` about `api_key` (app loaded), None when nobody listens."""
+    return lifecycle.outbox_row(
+        app=api_key.app,
+        type=type,
+        data={
+            "key_id": api_key.key_id,
+            "expires_at": api_key.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            **data,
+        },
+        now=now,
+    )
 
 
 def record_api_key_use(*, api_key: ApiKey, now: dt.datetime | None = None) -> None:
@@ -197,8 +220,9 @@ def record_api_key_use(*, api_key: ApiKey, now: dt.datetime | None = None) -> No
 
 
 def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
-    """E-mails each app's contacts once API_KEY_REMINDER_DAYS (14 and 7) days before a key
-    expires, and records key.expired once a key has expired. Every notice is recorded in the
+    """E-mails each app's contacts (and announces api_key.expiring to its webhooks) once
+    API_KEY_REMINDER_DAYS (14 and 7) days before a key expires, and records key.expired once
+    a key has expired. Every notice is recorded in the
     same transaction as its e-mail is sent, so a rerun (or a second run at the same time)
     sends nothing twice; a failed send is logged, rolled back and retried by the next run,
     and does not hold up the other keys."""
@@ -213,7 +237,8 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
     ).select_related("app")
     for key in expiring:  # the keys of the next 14 days: few
         days = next(d for d in thresholds if key.expires_at - now <= dt.timedelta(days=d))
-        if not key.app.contact_emails:
+        announced = lifecycle.subscribed(key.app, EventType.API_KEY_EXPIRING)
+        if not key.app.contact_emails and not announced:
             continue
         try:
             with transaction.atomic():
@@ -221,6 +246,8 @@ def send_key_expiry_notices(*, now: dt.datetime | None = None) -> int:
                     api_key=key, kind=f"{days}d", defaults={"sent_at": now}
                 )
                 if created:
+                    lifecycle.record(_announcement(key, EventType.API_KEY_EXPIRING, now))
+                if created and key.app.contact_emails:
                     _send_expiry_mail(key, now)
                     sent += 1
         except Exception:

@@ -6,10 +6,12 @@ import datetime as dt
 import logging
 
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 
-from accounts import audit, crypto
+from accounts import audit, crypto, lifecycle
 from accounts.audit import Actor
+from accounts.lifecycle import EventType
 from accounts.models import (
     ActorType,
     AuditAction,
@@ -50,7 +52,9 @@ def set_user_disabled(
     now = now or timezone.now()
     details = audit.note_details(reason)
     with transaction.atomic():
-        locked = LinkedUser.objects.select_for_update().get(pk=user.pk)
+        locked = (
+            LinkedUser.objects.select_for_update(of=("self",)).select_related("app").get(pk=user.pk)
+        )
         if locked.is_disabled == disabled and locked.status != UserStatus.DELETED:
             return locked  # a repeat
         check_disable(locked, disabled=disabled)
@@ -58,7 +62,22 @@ def set_user_disabled(
         locked.save(update_fields=["disabled_at"])
         action = AuditAction.USER_DISABLED if disabled else AuditAction.USER_ENABLED
         audit.record(audit.user_event(locked, action, actor, now, **details))
+        lifecycle.record(
+            _announcement(
+                locked, EventType.USER_DISABLED if disabled else EventType.USER_ENABLED, now
+            )
+        )
     return locked
+
+
+def _announcement(user: LinkedUser, type: EventType, now: dt.datetime, **data: str) -> Model | None:
+    """The outbox row for `type` about `user` (app loaded), None when nobody listens."""
+    return lifecycle.outbox_row(
+        app=user.app,
+        type=type,
+        data={"user_id": user.user_id, "external_id": user.external_id, **data},
+        now=now,
+    )
 
 
 def delete_user_of_app(*, app_id: int, user_id: str, actor: Actor) -> DeletionRequest:
@@ -91,7 +110,12 @@ def request_user_deletion(
     repeated request returns the first one."""
     now = now or timezone.now()
     with transaction.atomic():
-        locked = LinkedUser.objects.select_for_update().filter(pk=user.pk).first()
+        locked = (
+            LinkedUser.objects.select_for_update(of=("self",))
+            .select_related("app")
+            .filter(pk=user.pk)
+            .first()
+        )
         existing = DeletionRequest.objects.filter(deleted_user_id=user.user_id).first()
         if existing is not None:  # a repeat, possibly racing the purge of the first one
             return existing
@@ -117,6 +141,9 @@ def request_user_deletion(
             audit.user_event(
                 locked, AuditAction.USER_DELETED, actor, now, request_id=deletion.request_id
             )
+        )
+        lifecycle.record(
+            _announcement(locked, EventType.USER_DELETED, now, request_id=deletion.request_id)
         )
     log.info("user %s deleted (deletion %s)", user.user_id, deletion.request_id)
     transaction.on_commit(lambda: _enqueue_purge(deletion.request_id))
@@ -144,7 +171,8 @@ def purge_deleted_user(*, request_id: str, now: dt.datetime | None = None) -> bo
     now = now or timezone.now()
     with transaction.atomic():
         deletion = (
-            DeletionRequest.objects.select_for_update()
+            DeletionRequest.objects.select_for_update(of=("self",))
+            .select_related("app")
             .filter(request_id=request_id, status=DeletionStatus.PENDING)
             .first()
         )
@@ -169,6 +197,15 @@ def purge_deleted_user(*, request_id: str, now: dt.datetime | None = None) -> bo
                 app_id=deletion.app_id,
                 user_ref=deletion.deleted_user_id,
                 details={"request_id": deletion.request_id},
+                now=now,
+            )
+        )
+        # The external id is gone with the user: the customer matches by user_id.
+        lifecycle.record(
+            lifecycle.outbox_row(
+                app=deletion.app,
+                type=EventType.USER_PURGED,
+                data={"user_id": deletion.deleted_user_id, "request_id": deletion.request_id},
                 now=now,
             )
         )

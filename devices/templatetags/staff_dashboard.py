@@ -27,7 +27,7 @@ class Series:
     name: str
     color: str
     points: list[tuple[float, float, int, str]]
-    """(x, y, value, hour label) per hour."""
+    """(x, y, value, label) per point."""
     total: int
 
     @property
@@ -56,16 +56,14 @@ def _nice_ceiling(value: int) -> int:
     return next(step * power for step in (1, 2, 5, 10) if step * power >= value)
 
 
-def line_chart(activity: CodeActivity) -> Chart:
-    lines = [
-        ("issued", "#417690", activity.issued),
-        ("redeemed", "#3a8a3a", activity.redeemed),
-        ("expired", "#c9642a", activity.expired),
-    ]
+def line_chart(
+    labels: list[str], lines: list[tuple[str, str, list[int]]], *, tick_every: int
+) -> Chart:
+    """Lines of (name, colour, values), one value per label, on one scale from 0; every
+    `tick_every`-th label is written under the axis. The console's overview draws with it too."""
     top = _nice_ceiling(max(max(values) for _, _, values in lines))
-    last = max(len(activity.hours) - 1, 1)
+    last = max(len(labels) - 1, 1)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
-    labels = [f"{hour:%H}:00" for hour in activity.hours]
 
     def x(i: int) -> float:
         return LEFT + plot_width * i / last
@@ -91,8 +89,17 @@ def line_chart(activity: CodeActivity) -> Chart:
         bottom=HEIGHT - BOTTOM,
         series=series,
         y_ticks=[(y(v), f"{v:g}") for v in (0, top / 2, top)],
-        x_ticks=[(x(i), labels[i]) for i in range(0, len(labels), 3)],
+        x_ticks=[(x(i), labels[i]) for i in range(0, len(labels), tick_every)],
     )
+
+
+def code_chart(activity: CodeActivity) -> Chart:
+    lines = [
+        ("issued", "#417690", activity.issued),
+        ("redeemed", "#3a8a3a", activity.redeemed),
+        ("expired", "#c9642a", activity.expired),
+    ]
+    return line_chart([f"{hour:%H}:00" for hour in activity.hours], lines, tick_every=3)
 
 
 @register.inclusion_tag("admin/dashboard.html", takes_context=True)
@@ -102,7 +109,7 @@ def staff_dashboard(context: template.Context) -> dict[str, Any]:
     parts: dict[str, Any] = {}
     if user.has_perm("accounts.view_authcode"):
         activity = code_activity(now=now)
-        parts["chart"] = line_chart(activity)
+        parts["chart"] = code_chart(activity)
         parts["hourly"] = list(
             zip(activity.hours, activity.issued, activity.redeemed, activity.expired, strict=True)
         )

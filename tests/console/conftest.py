@@ -8,6 +8,7 @@ from django.test import Client
 from accounts.models import App
 from console.models import Membership, Role
 from tests import staff
+from tests.console.browser import console_page  # noqa: F401 - the console's browser page
 from tests.factories import MembershipFactory
 
 

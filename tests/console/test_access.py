@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.urls import reverse
 
 from console.models import Role
+from tests import staff
 from tests.factories import AppFactory, MembershipFactory, PersonFactory
 
 pytestmark = pytest.mark.django_db
@@ -61,3 +63,13 @@ def test_password_without_second_factor_is_not_enough() -> None:
 
 def test_person_factory_is_not_staff() -> None:
     assert not PersonFactory().is_staff
+
+
+@pytest.mark.parametrize("page", ["console:home", "console:account"])
+def test_an_admin_session_is_not_a_console_session(page) -> None:
+    """Staff signed in to the admin with their authenticator reach no console page, not even
+    the person's own ones (their account is the admin's)."""
+    admin = User.objects.create_user("support", password="x" * 12, is_staff=True)
+    response = staff.signed_in(admin).get(reverse(page))
+    assert response.status_code == 302
+    assert response.url.startswith(reverse("console:sign_in"))

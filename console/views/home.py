@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 
-from console.access import member_of_app, signed_in
+from console.access import signed_in
 from console.models import Membership
 
 
@@ -18,8 +18,3 @@ def home(request: HttpRequest) -> HttpResponse:
     if len(memberships) == 1:
         return redirect("console:overview", app_id=memberships[0].app.app_id)
     return render(request, "console/home.html", {"memberships": memberships})
-
-
-@member_of_app()
-def not_built_yet(request: HttpRequest, *, membership: Membership) -> HttpResponse:
-    return render(request, "console/app_base.html", {"membership": membership})

@@ -30,6 +30,7 @@ from events.models import (
     Event,
     WebhookEndpoint,
 )
+from portal import metrics
 from portal.errors import DomainError, ErrorCode
 
 log = logging.getLogger("portal.events")
@@ -444,6 +445,10 @@ def _record_attempt(
     probe: bool,
     receiver_failed: bool = True,
 ) -> None:
+    metrics.record_webhook_attempt(
+        result=_result(outcome, sent=receiver_failed),
+        seconds=outcome.latency_ms / 1000 if receiver_failed else None,
+    )
     with transaction.atomic():
         DeliveryAttempt.objects.create(
             delivery=delivery,
@@ -472,6 +477,8 @@ def _record_attempt(
             completed_at=now if give_up else None,
             next_attempt_at=None if give_up else next_at,
         )
+        if give_up and not delivery.is_test:
+            metrics.WEBHOOK_DELIVERIES_FAILED.inc()
         if delivery.is_test or not receiver_failed:
             return
         failing = (
@@ -490,6 +497,15 @@ def _record_attempt(
             _auto_disable(failing, now)
 
 
+def _result(outcome: http.Outcome, *, sent: bool) -> str:
+    """The attempt's result as `portal_webhook_attempts_total` counts it."""
+    if not sent:
+        return "not_sent"
+    if outcome.succeeded:
+        return "succeeded"
+    return "unreachable" if outcome.status_code is None else "rejected"
+
+
 def _auto_disable(endpoint: WebhookEndpoint, now: dt.datetime) -> None:
     """Every attempt failed for WEBHOOK_RETRY_FOR: the endpoint is disabled, with an audit
     event and a mail to the app's contacts (sent once the disabling committed)."""
@@ -501,6 +517,7 @@ def _auto_disable(endpoint: WebhookEndpoint, now: dt.datetime) -> None:
         now=now,
         action=AuditAction.WEBHOOK_AUTO_DISABLED,
     )
+    metrics.WEBHOOK_ENDPOINTS_DISABLED.inc()
     log.warning("webhook endpoint %s disabled after failing since %s", endpoint.endpoint_id, since)
     app = endpoint.app
     if app.contact_emails:

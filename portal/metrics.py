@@ -112,6 +112,26 @@ SWEEP_ROWS = Counter(
     "Rows a sweep handled, by sweep and kind (auth_codes: expired, purged; deletions: purged).",
     ["sweep", "kind"],
 )
+WEBHOOK_ATTEMPTS = Counter(
+    "portal_webhook_attempts_total",
+    "Webhook delivery attempts, by result: succeeded (2xx), rejected (another answer), "
+    "unreachable (no answer: refused address, connection error, timeout), not_sent (the "
+    "signing secret could not be decrypted).",
+    ["result"],
+)
+WEBHOOK_ATTEMPT_DURATION = Histogram(
+    "portal_webhook_attempt_duration_seconds",
+    "Time a webhook receiver took to answer (or to fail), per attempt sent.",
+    buckets=_REQUEST_BUCKETS,
+)
+WEBHOOK_DELIVERIES_FAILED = Counter(
+    "portal_webhook_deliveries_failed_total",
+    "Webhook deliveries given up after retrying for WEBHOOK_RETRY_FOR (test events: at once).",
+)
+WEBHOOK_ENDPOINTS_DISABLED = Counter(
+    "portal_webhook_endpoints_auto_disabled_total",
+    "Webhook endpoints disabled automatically after failing for WEBHOOK_RETRY_FOR.",
+)
 
 # POSTs to these routes (their URL names in portal/urls.py) are counted by outcome.
 _OUTCOME_COUNTERS: dict[str, Counter] = {"auth-code": ISSUANCES, "sdk-redeem": REDEMPTIONS}
@@ -196,6 +216,16 @@ def record_sweep(sweep: str, seconds: float, **rows: int) -> None:
             SWEEP_ROWS.labels(sweep, kind).inc(count)
     except Exception:
         _metrics_failed("a sweep")
+
+
+def record_webhook_attempt(*, result: str, seconds: float | None) -> None:
+    """Records one delivery attempt: its result and, for an attempt sent, how long it took."""
+    try:
+        WEBHOOK_ATTEMPTS.labels(result).inc()
+        if seconds is not None:
+            WEBHOOK_ATTEMPT_DURATION.observe(seconds)
+    except Exception:
+        _metrics_failed("a webhook attempt")
 
 
 # Task start times by task id, from task_prerun to task_postrun (same process, same thread).

@@ -12,6 +12,7 @@ from django.core import mail
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from prometheus_client import REGISTRY
 from rest_framework.test import APIClient
 
 from accounts import services as account_services
@@ -220,25 +221,39 @@ def test_a_rolled_back_change_leaves_no_event(customer, app):
 def test_a_receiver_answering_500_then_200_gets_a_retry_logged_twice(customer, app, hook):
     _endpoint(app, hook.url, events=("user.created",))
     hook.answers = [500]
+    rejected = _attempts("rejected")
     new_user(customer, app.app_id)
     _deliver_all()
     delivery = Delivery.objects.get()
     assert delivery.status == DeliveryStatus.PENDING and delivery.attempts == 1
+    assert _attempts("rejected") == rejected + 1
     wait = delivery.next_attempt_at - timezone.now()
     assert dt.timedelta(seconds=20) < wait < dt.timedelta(seconds=37)  # about 30 s, jittered
     _deliver_all()
     assert len(hook.requests) == 1  # not due yet
 
     later = delivery.next_attempt_at + dt.timedelta(seconds=1)
+    succeeded = _attempts("succeeded")
     services.attempt_delivery(delivery_id=delivery.pk, now=later)
 
     assert len(hook.requests) == 2 and len(set(hook.event_ids())) == 1
+    assert _attempts("succeeded") == succeeded + 1
+    assert _attempts("rejected") == rejected + 1
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.SUCCEEDED and delivery.attempts == 2
     log = list(DeliveryAttempt.objects.filter(delivery=delivery).order_by("attempted_at"))
     assert [(a.status_code, a.succeeded) for a in log] == [(500, False), (200, True)]
     assert log[0].response_body == "answered 500" and log[0].latency_ms >= 0
     assert WebhookEndpoint.objects.get().failing_since is None
+
+
+def _metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _attempts(result: str) -> float:
+    """`portal_webhook_attempts_total` for one result, in this process."""
+    return _metric("portal_webhook_attempts_total", result=result)
 
 
 def test_the_retry_schedule_backs_off_with_jitter():
@@ -257,6 +272,11 @@ def test_three_days_of_failures_fail_the_delivery_and_disable_the_endpoint(custo
     delivery = Delivery.objects.get()
     start = delivery.created_at
     moment = start
+    unreachable, given_up, disabled = (
+        _attempts("unreachable"),
+        _metric("portal_webhook_deliveries_failed_total"),
+        _metric("portal_webhook_endpoints_auto_disabled_total"),
+    )
     while Delivery.objects.get().status == DeliveryStatus.PENDING:
         moment = Delivery.objects.get().next_attempt_at
         services.attempt_delivery(delivery_id=delivery.pk, now=moment)
@@ -267,6 +287,8 @@ def test_three_days_of_failures_fail_the_delivery_and_disable_the_endpoint(custo
         delivery.attempts
     )
     assert all(a.error.startswith("error:") for a in DeliveryAttempt.objects.all())
+    assert _attempts("unreachable") == unreachable + delivery.attempts
+    assert _metric("portal_webhook_deliveries_failed_total") == given_up + 1
     # The endpoint has failed since the first attempt; the next failure past 3 days disables it.
     new_user(customer, app.app_id, "bob")
     services.dispatch_events(now=start + dt.timedelta(days=3, hours=1))
@@ -278,6 +300,7 @@ def test_three_days_of_failures_fail_the_delivery_and_disable_the_endpoint(custo
     assert App.objects.get(pk=app.pk).webhook_events == ""
     audit = AuditEvent.objects.get(action=AuditAction.WEBHOOK_AUTO_DISABLED)
     assert audit.target_id == endpoint.endpoint_id and audit.app_id == app.pk
+    assert _metric("portal_webhook_endpoints_auto_disabled_total") == disabled + 1
 
 
 @pytest.mark.django_db(transaction=True)

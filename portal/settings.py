@@ -176,6 +176,9 @@ CONSOLE_BASE_URL = env.str("CONSOLE_BASE_URL", default="http://localhost:8000")
 CONSOLE_INVITATION_HOURS = env.int("CONSOLE_INVITATION_HOURS", default=72)
 CONSOLE_SIGN_IN_FAILURE_LIMIT = env.int("CONSOLE_SIGN_IN_FAILURE_LIMIT", default=5)
 CONSOLE_LOCKOUT_MINUTES = env.int("CONSOLE_LOCKOUT_MINUTES", default=15)
+# Password-reset mails per hour, for one account and asked from one client address.
+CONSOLE_RESET_MAILS_PER_HOUR = env.int("CONSOLE_RESET_MAILS_PER_HOUR", default=3)
+CONSOLE_RESET_MAILS_PER_ADDRESS_HOUR = env.int("CONSOLE_RESET_MAILS_PER_ADDRESS_HOUR", default=20)
 CONSOLE_TOTP_ISSUER = env.str("CONSOLE_TOTP_ISSUER", default="Portal console")
 # The beat's sweep of expired sessions and of the console's bookkeeping (console/tasks.py).
 CONSOLE_INVITATION_RETENTION = dt.timedelta(days=30)  # past expiry, whatever became of it

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import logging
 import math
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
@@ -35,6 +37,7 @@ from console.services.events import person_event
 from portal.errors import DomainError, ErrorCode
 
 _PURPOSE = "console.sign_in_failures"
+log = logging.getLogger("portal.console")
 
 
 def window() -> dt.timedelta:
@@ -158,3 +161,28 @@ def forget_account_failures(*, email: str) -> None:
     """After a complete sign-in, the account's earlier slips no longer count (the address's
     still do)."""
     SignInFailure.objects.filter(key=_keys(email, "")[0]).delete()
+
+
+_RESET_PURPOSE = "console.password_reset_mails"
+_RESET_PERIOD_SECONDS = 3600
+
+
+def reset_mail_allowed(*, email: str, address: str) -> bool:
+    """Whether a password-reset mail may go out: at most CONSOLE_RESET_MAILS_PER_HOUR for one
+    account and CONSOLE_RESET_MAILS_PER_ADDRESS_HOUR asked from one client address, so nobody
+    can fill a person's mailbox (or make the portal a mail cannon). Counted in the cache by
+    keyed digests; protective only, so a cache that fails lets the mail go."""
+    limits = (settings.CONSOLE_RESET_MAILS_PER_HOUR, settings.CONSOLE_RESET_MAILS_PER_ADDRESS_HOUR)
+    keys = [
+        keyed_digest(f"account:{email.strip().lower()}", purpose=_RESET_PURPOSE),
+        keyed_digest(f"address:{_network(address)}", purpose=_RESET_PURPOSE),
+    ]
+    try:
+        counts = []
+        for key in keys:
+            cache.add(key, 0, timeout=_RESET_PERIOD_SECONDS)
+            counts.append(cache.incr(key))
+    except Exception:
+        log.warning("password-reset mail limit not checked: the cache failed", exc_info=True)
+        return True
+    return all(count <= limit for count, limit in zip(counts, limits, strict=True))

@@ -5,13 +5,18 @@ for the authenticator."""
 
 from __future__ import annotations
 
+import logging
+
 from django.conf import settings
 from django.contrib.auth import views as auth_views
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse_lazy
 
 from console.forms import ConsolePasswordResetForm
-from console.services import people
+from console.services import lockout, people
+from portal.throttling import client_address
+
+log = logging.getLogger("portal.console")
 
 
 class _ResetView(auth_views.PasswordResetView):
@@ -20,6 +25,15 @@ class _ResetView(auth_views.PasswordResetView):
     email_template_name = "console/password_reset_email.txt"
     subject_template_name = "console/password_reset_subject.txt"
     success_url = reverse_lazy("console:password_reset_done")
+
+    def form_valid(self, form: ConsolePasswordResetForm) -> HttpResponse:
+        """Over the mail limit the page says the same as ever (whether a mail went out, or
+        whether the address has an account, is never told), and no mail goes."""
+        address = client_address(self.request) or ""
+        if not lockout.reset_mail_allowed(email=form.cleaned_data["email"], address=address):
+            log.warning("password-reset mail held back: the hourly limit is reached")
+            return HttpResponseRedirect(self.get_success_url())
+        return super().form_valid(form)
 
     @property
     def extra_email_context(self) -> dict[str, str]:

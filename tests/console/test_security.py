@@ -106,6 +106,22 @@ def test_password_reset_mails_nobody_for_staff_or_unknown_addresses(admin_user) 
     assert mail.outbox == []
 
 
+def test_password_reset_mails_are_limited_per_account_and_per_address(settings) -> None:
+    settings.CONSOLE_RESET_MAILS_PER_HOUR = 3
+    settings.CONSOLE_RESET_MAILS_PER_ADDRESS_HOUR = 5
+    alice, bob = MembershipFactory().user, MembershipFactory().user
+    for _ in range(4):
+        response = Client().post(reverse("console:password_reset"), {"email": alice.email})
+        assert response.url == reverse("console:password_reset_done")  # the same answer
+    assert [message.to for message in mail.outbox] == [[alice.email]] * 3
+    other = Client(REMOTE_ADDR="192.0.2.9")
+    other.post(reverse("console:password_reset"), {"email": bob.email})
+    assert mail.outbox[-1].to == [bob.email]  # another account from another address: sent
+    for _ in range(2):  # the first address's 5th request, then its 6th: over its limit
+        Client().post(reverse("console:password_reset"), {"email": bob.email})
+    assert len(mail.outbox) == 5
+
+
 def _database_text() -> str:
     """Every row of every table, as text."""
     chunks = []

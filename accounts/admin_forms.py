@@ -15,6 +15,8 @@ from django.http import HttpRequest
 
 from accounts.audit import MAX_NOTE_LENGTH
 from accounts.models import App, Scope
+from accounts.services.apps import check_sdk_config
+from portal.errors import DomainError
 from portal.text import validate_plain_text
 
 
@@ -55,6 +57,11 @@ class JsonObjectField(forms.JSONField):
         super().validate(value)
         if value is not None and not isinstance(value, dict):
             raise ValidationError('Must be a JSON object, e.g. {"tracking": true}.')
+        if value:
+            try:  # what the console's editor checks too: storable, bounded
+                check_sdk_config(value)
+            except DomainError as exc:
+                raise ValidationError(exc.message[:1].upper() + exc.message[1:] + ".") from exc
 
 
 class AppForm(forms.ModelForm):

@@ -65,8 +65,11 @@ def member_of_app(needed: Role = Role.VIEWER) -> Callable[[View], View]:
         def wrapper(request: HttpRequest, app_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
             if not is_verified(request):
                 return _to_sign_in(request)
+            ids = [app_id, *(value for value in kwargs.values() if isinstance(value, str))]
             membership = (
-                Membership.objects.select_related("app")
+                None
+                if any("\x00" in value for value in ids)  # PostgreSQL refuses NUL in text
+                else Membership.objects.select_related("app")
                 .filter(user=request.user, app__app_id=app_id)
                 .first()
             )

@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 
 from accounts import services
 from accounts.models import AuditAction, Scope
+from portal.errors import DomainError
 from portal.text import validate_plain_text
 
 MIN_KEY_DAYS, MAX_KEY_DAYS = 30, 365
@@ -81,19 +82,19 @@ class ConfigForm(forms.Form):
     base = forms.CharField(widget=forms.HiddenInput, required=False)
 
     def clean_config(self) -> dict[str, Any]:
+        text = self.cleaned_data["config"]
         try:
-            value = json.loads(self.cleaned_data["config"])
+            value = json.loads(text)
         except ValueError as exc:
             raise ValidationError(f"Not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise ValidationError("Not valid JSON: nested too deeply.") from exc
         if not isinstance(value, dict):
             raise ValidationError('Must be a JSON object, e.g. {"tracking": true}.')
-        size = services.sdk_config_size(value)
-        if size > services.MAX_SDK_CONFIG_BYTES:
-            raise ValidationError(
-                f"At most {services.MAX_SDK_CONFIG_BYTES // 1024} KB, please "
-                f"(this is {size} bytes)."
-            )
-        return value
+        try:
+            return services.check_sdk_config(value)
+        except DomainError as exc:
+            raise ValidationError(exc.message[:1].upper() + exc.message[1:] + ".") from exc
 
 
 def action_choices() -> list[tuple[str, str]]:
@@ -123,6 +124,9 @@ class AuditFilterForm(forms.Form):
             return None
         when, _, pk = raw.rpartition("~")
         try:
-            return dt.datetime.fromisoformat(when), int(pk)
+            cursor = dt.datetime.fromisoformat(when), int(pk)
         except ValueError as exc:
             raise ValidationError("Not a page of this list.") from exc
+        if cursor[0].tzinfo is None:  # the pages' cursors always carry their offset
+            raise ValidationError("Not a page of this list.")
+        return cursor

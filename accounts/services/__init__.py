@@ -8,6 +8,7 @@ and the admin calls the same function to offer the action, or to say why it cann
 from accounts.services.activity import roll_up_activity
 from accounts.services.apps import (
     MAX_SDK_CONFIG_BYTES,
+    check_sdk_config,
     create_app,
     sdk_config_size,
     set_sdk_config,
@@ -50,6 +51,7 @@ __all__ = [
     "check_disable",
     "check_revocable",
     "check_rotatable",
+    "check_sdk_config",
     "create_api_key",
     "create_app",
     "delete_user_of_app",

@@ -48,7 +48,7 @@ def audit_log(request: HttpRequest, *, membership: Membership) -> HttpResponse:
             found = found.filter(actor=data["actor"]).exclude(actor_type=ActorType.DEVICE)
         if data["since"]:
             found = found.filter(occurred_at__gte=_start_of(data["since"]))
-        if data["until"]:
+        if data["until"] and data["until"] < dt.date.max:  # the day after must exist
             found = found.filter(occurred_at__lt=_start_of(data["until"] + dt.timedelta(days=1)))
         if data["before"]:
             when, pk = data["before"]

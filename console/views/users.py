@@ -39,7 +39,7 @@ def user_search(request: HttpRequest, *, membership: Membership) -> HttpResponse
     term = request.GET.get("q", "").strip()
     found: list[LinkedUser] = []
     more = False
-    if term:
+    if term and "\x00" not in term:  # no id holds NUL, and PostgreSQL refuses it in text
         users = LinkedUser.objects.filter(app=membership.app)
         if PUBLIC_ID.match(term.lower()):
             found += users.filter(user_id=term.lower())

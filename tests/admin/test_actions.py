@@ -293,6 +293,9 @@ def test_edit_an_app_through_the_service(app_editor: Client, world: World) -> No
     [
         ("sdk_config", "[1, 2]", "Must be a JSON object"),
         ("sdk_config", "{not json", "Enter a valid JSON"),
+        ("sdk_config", '{"ratio": NaN}', "The SDK configuration: "),
+        ("sdk_config", '{"name": "a\\u0000b"}', "The SDK configuration: "),
+        ("sdk_config", '{"big": "' + "x" * 17000 + '"}', "must be at most 16 KB"),
         ("contact_emails", "ops@example.com\nnot-an-address", "Not an e-mail address"),
     ],
 )

@@ -313,7 +313,7 @@ def test_config_diff_then_save_with_before_and_after(member) -> None:
     [
         ("[1, 2]", "Must be a JSON object"),
         ("{nope", "Not valid JSON"),
-        (json.dumps({"blob": "x" * 16_400}), "At most 16 KB"),
+        (json.dumps({"blob": "x" * 16_400}), "must be at most 16 KB"),
     ],
 )
 def test_config_must_be_an_object_of_at_most_16_kb(member, text, message) -> None:

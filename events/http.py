@@ -247,6 +247,12 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
                 preload_content=False,
                 assert_same_host=False,
             )
+            if deadline.expired:
+                # Cut off before its headers ended: http.client takes the end of the stream
+                # for the end of a status line or of the headers, so what it parsed is not
+                # the receiver's whole answer (a 2xx here would be a success nobody sent).
+                response.release_conn()
+                return outcome(None, error=f"timeout: no full answer within {TOTAL_TIMEOUT:g} s")
             return outcome(response.status, *_first_bytes(response, deadline))
     except (urllib3.exceptions.HTTPError, OSError) as exc:
         if deadline.expired:

@@ -302,7 +302,8 @@ def dispatch_events(*, now: dt.datetime | None = None, batch_size: int = 500) ->
 
 
 def fail_expired_deliveries(*, now: dt.datetime | None = None, batch_size: int = 1000) -> int:
-    """Pending deliveries older than WEBHOOK_RETRY_FOR are failed (visibly, in the log)."""
+    """Pending deliveries older than WEBHOOK_RETRY_FOR are failed (visibly, in the log): those
+    a disabled endpoint held back, or whose last retry came too late."""
     now = now or timezone.now()
     deadline = now - settings.WEBHOOK_RETRY_FOR
     total = 0
@@ -315,6 +316,8 @@ def fail_expired_deliveries(*, now: dt.datetime | None = None, batch_size: int =
         )
         total += done
         if done < batch_size:
+            if total:
+                metrics.WEBHOOK_DELIVERIES_FAILED.inc(total)
             return total
 
 

@@ -126,7 +126,8 @@ WEBHOOK_ATTEMPT_DURATION = Histogram(
 )
 WEBHOOK_DELIVERIES_FAILED = Counter(
     "portal_webhook_deliveries_failed_total",
-    "Webhook deliveries given up after retrying for WEBHOOK_RETRY_FOR (test events: at once).",
+    "Webhook deliveries given up WEBHOOK_RETRY_FOR after their event, whether retried all "
+    "along or held back by a disabled endpoint (a failed test event is not counted).",
 )
 WEBHOOK_ENDPOINTS_DISABLED = Counter(
     "portal_webhook_endpoints_auto_disabled_total",

@@ -303,6 +303,25 @@ def test_three_days_of_failures_fail_the_delivery_and_disable_the_endpoint(custo
     assert _metric("portal_webhook_endpoints_auto_disabled_total") == disabled + 1
 
 
+@pytest.mark.django_db
+def test_deliveries_a_disabled_endpoint_held_fail_after_three_days(customer, app):
+    created = _endpoint(app, "http://127.0.0.1:9/unreachable", events=("user.created",))
+    new_user(customer, app.app_id)
+    services.dispatch_events()
+    services.set_endpoint_enabled(
+        endpoint=created.endpoint, enabled=False, actor=Actor.operator("test")
+    )
+    given_up = _metric("portal_webhook_deliveries_failed_total")
+    start = Delivery.objects.get().created_at
+
+    assert services.fail_expired_deliveries(now=start + dt.timedelta(days=2)) == 0
+    assert services.fail_expired_deliveries(now=start + dt.timedelta(days=3, minutes=1)) == 1
+
+    assert Delivery.objects.get().status == DeliveryStatus.FAILED
+    assert not DeliveryAttempt.objects.exists()  # never sent: the endpoint was disabled
+    assert _metric("portal_webhook_deliveries_failed_total") == given_up + 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_auto_disable_mails_the_app_contacts(customer, app):
     created = _endpoint(app, "http://127.0.0.1:9/unreachable", events=("user.created",))

@@ -49,7 +49,6 @@ from accounts.audit import Actor
 from accounts.models import (
     ApiKey,
     App,
-    AuditAction,
     AuditEvent,
     AuthCode,
     AuthCodeStatus,
@@ -60,7 +59,9 @@ from accounts.selectors import (
     KeyStatus,
     api_key_status,
     api_keys_with_rotation,
+    how_disabled,
     key_status_filter,
+    recent_codes,
 )
 from portal.errors import DomainError
 
@@ -443,9 +444,15 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
     def user_page_context(self, request: HttpRequest, user: LinkedUser) -> dict[str, Any]:
         context: dict[str, Any] = {}
         if user.is_disabled:
-            context["disabled_banner"] = disabled_banner(request, user)
+            context["disabled_banner"] = how_disabled(
+                user, with_who=request.user.has_perm("accounts.view_auditevent")
+            )
         if request.user.has_perm("accounts.view_authcode"):
-            context["codes"] = recent_codes(user)
+            context["codes"] = recent_codes(
+                user,
+                limit=RECENT_CODES,
+                more=("pk", "redeemed_install_id", "api_key_id", "api_key__key_id"),
+            )
         if request.user.has_perm("accounts.view_auditevent"):
             context["timeline"] = AuditEvent.objects.filter(user_ref=user.user_id).order_by(
                 "-occurred_at", "-id"
@@ -454,48 +461,6 @@ class LinkedUserAdmin(StaffActionsMixin, StaffAdmin):
                 reverse("admin:accounts_auditevent_changelist") + f"?q={user.user_id}"
             )
         return context
-
-
-def disabled_banner(request: HttpRequest, user: LinkedUser) -> dict[str, Any]:
-    """Since when, and, to whoever may read the audit trail, by whom and why: the last
-    user.disabled event, one indexed query, made only for a disabled user."""
-    event = None
-    if request.user.has_perm("accounts.view_auditevent"):
-        event = (
-            AuditEvent.objects.filter(user_ref=user.user_id, action=AuditAction.USER_DISABLED)
-            .order_by("-occurred_at", "-id")
-            .only("actor_type", "actor", "details")
-            .first()
-        )
-    return {
-        "since": user.disabled_at,
-        "by": f"{event.get_actor_type_display()} {event.actor}".strip() if event else "",
-        "reason": event.details.get("note", "") if event else "",
-    }
-
-
-def recent_codes(user: LinkedUser, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """The user's last codes, newest first, by the (user, -created_at) index. Selected
-    column by column, so neither a code nor its digest is ever loaded."""
-    now = now or timezone.now()
-    codes = list(
-        AuthCode.objects.filter(user=user)
-        .order_by("-created_at")
-        .values(
-            "pk",
-            "status",
-            "created_at",
-            "expires_at",
-            "redeemed_at",
-            "redeemed_install_id",
-            "api_key_id",
-            "api_key__key_id",
-        )[:RECENT_CODES]
-    )
-    for code in codes:
-        if code["status"] == AuthCodeStatus.ISSUED and code["expires_at"] <= now:
-            code["status"] = AuthCodeStatus.EXPIRED
-    return codes
 
 
 @admin.register(AuthCode)

@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from accounts.models import ActorType, ApiKey, AuditAction, AuditEvent, LinkedUser
+from accounts.models import ActorType, ApiKey, App, AuditAction, AuditEvent, LinkedUser
 from portal.errors import DomainError, ErrorCode
 from portal.text import has_forbidden_characters
 
@@ -102,6 +102,19 @@ def user_event(
         target_id=user.user_id,
         app_id=user.app_id,
         user_ref=user.user_id,
+        details=details,
+        now=now,
+    )
+
+
+def app_event(app: App, actor: Actor, now: dt.datetime, **details: Any) -> AuditEvent:
+    """`app.updated`: what changed of an app (the details say which fields, and how)."""
+    return event(
+        actor=actor,
+        action=AuditAction.APP_UPDATED,
+        target_type="app",
+        target_id=app.app_id,
+        app_id=app.pk,
         details=details,
         now=now,
     )

@@ -5,13 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import re
 from enum import StrEnum
+from typing import Any
 
 from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from accounts import crypto
-from accounts.models import ApiKey, App, DeletionRequest
+from accounts.models import (
+    ApiKey,
+    App,
+    AuditAction,
+    AuditEvent,
+    AuthCode,
+    AuthCodeStatus,
+    DeletionRequest,
+    LinkedUser,
+)
 from portal.db import rows
 from portal.errors import DomainError, ErrorCode
 
@@ -127,3 +137,39 @@ def deletion_of_app(*, app_id: int, request_id: str) -> DeletionRequest:
     if deletion is None:
         raise DomainError(ErrorCode.NOT_FOUND, "No such deletion request in this app.")
     return deletion
+
+
+def how_disabled(user: LinkedUser, *, with_who: bool = True) -> dict[str, Any]:
+    """Since when a disabled user is disabled and, `with_who`, by whom and why: the last
+    user.disabled event, one indexed query (none without `with_who`)."""
+    event = None
+    if with_who:
+        event = (
+            AuditEvent.objects.filter(user_ref=user.user_id, action=AuditAction.USER_DISABLED)
+            .order_by("-occurred_at", "-id")
+            .only("actor_type", "actor", "details")
+            .first()
+        )
+    return {
+        "since": user.disabled_at,
+        "by": f"{event.get_actor_type_display()} {event.actor}".strip() if event else "",
+        "reason": event.details.get("note", "") if event else "",
+    }
+
+
+def recent_codes(
+    user: LinkedUser, *, limit: int, more: tuple[str, ...] = (), now: dt.datetime | None = None
+) -> list[dict[str, Any]]:
+    """The user's last `limit` codes, newest first, by the (user, -created_at) index: status
+    (an issued code past its expiry shows as expired) and times, plus the `more` columns.
+    Selected column by column, so neither a code nor its digest is ever loaded."""
+    now = now or timezone.now()
+    codes = list(
+        AuthCode.objects.filter(user=user)
+        .order_by("-created_at")
+        .values("status", "created_at", "expires_at", "redeemed_at", *more)[:limit]
+    )
+    for code in codes:
+        if code["status"] == AuthCodeStatus.ISSUED and code["expires_at"] <= now:
+            code["status"] = AuthCodeStatus.EXPIRED
+    return codes

@@ -18,7 +18,6 @@ from accounts import audit
 from accounts.audit import Actor
 from accounts.models import (
     App,
-    AuditAction,
 )
 from portal.errors import DomainError, ErrorCode
 
@@ -67,17 +66,7 @@ def update_app(
         if changed:
             locked.full_clean()
             locked.save(update_fields=changed)
-            audit.record(
-                audit.event(
-                    actor=actor,
-                    action=AuditAction.APP_UPDATED,
-                    target_type="app",
-                    target_id=locked.app_id,
-                    app_id=locked.pk,
-                    details={"fields": changed},
-                    now=now,
-                )
-            )
+            audit.record(audit.app_event(locked, actor, now, fields=changed))
     return locked
 
 
@@ -154,15 +143,7 @@ def set_sdk_config(*, app: App, config: Any, actor: Actor, now: dt.datetime | No
         locked.sdk_config = config
         locked.save(update_fields=["sdk_config"])
         audit.record(
-            audit.event(
-                actor=actor,
-                action=AuditAction.APP_UPDATED,
-                target_type="app",
-                target_id=locked.app_id,
-                app_id=locked.pk,
-                details={"fields": ["sdk_config"], "before": before, "after": config},
-                now=now,
-            )
+            audit.app_event(locked, actor, now, fields=["sdk_config"], before=before, after=config)
         )
     return locked
 

@@ -3,20 +3,14 @@ disable, enable, delete, and the deletion's request and status."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
-from django.utils import timezone
 
-from accounts import services
+from accounts import selectors, services
 from accounts.admin_forms import ReasonForm
 from accounts.models import (
-    AuditAction,
     AuditEvent,
-    AuthCode,
-    AuthCodeStatus,
     DeletionRequest,
     LinkedUser,
 )
@@ -71,35 +65,6 @@ def _gone_or_not_found(request: HttpRequest, membership: Membership, user_id: st
     )
 
 
-def _disabled_by(user: LinkedUser) -> dict[str, Any]:
-    """Since when, by whom and why: the last user.disabled event (only for a disabled user)."""
-    event = (
-        AuditEvent.objects.filter(user_ref=user.user_id, action=AuditAction.USER_DISABLED)
-        .order_by("-occurred_at", "-id")
-        .only("actor_type", "actor", "details")
-        .first()
-    )
-    return {
-        "since": user.disabled_at,
-        "by": f"{event.get_actor_type_display()} {event.actor}".strip() if event else "",
-        "reason": event.details.get("note", "") if event else "",
-    }
-
-
-def _recent_codes(user: LinkedUser) -> list[dict[str, Any]]:
-    """Status and times only: neither a code nor its digest is ever loaded."""
-    now = timezone.now()
-    codes = list(
-        AuthCode.objects.filter(user=user)
-        .order_by("-created_at")
-        .values("status", "created_at", "expires_at", "redeemed_at")[:CODES_SHOWN]
-    )
-    for code in codes:
-        if code["status"] == AuthCodeStatus.ISSUED and code["expires_at"] <= now:
-            code["status"] = AuthCodeStatus.EXPIRED
-    return codes
-
-
 @member_of_app()
 def user_detail(request: HttpRequest, user_id: str, *, membership: Membership) -> HttpResponse:
     user = _user_of_app(membership, user_id)
@@ -109,12 +74,12 @@ def user_detail(request: HttpRequest, user_id: str, *, membership: Membership) -
     context = {
         "membership": membership,
         "person": user,
-        "disabled": _disabled_by(user) if user.is_disabled else None,
+        "disabled": selectors.how_disabled(user) if user.is_disabled else None,
         "deletion": deletion,
         "devices": list(
             user.devices.order_by("-is_active", "-last_seen_at", "-pk")[:DEVICES_SHOWN]
         ),
-        "codes": _recent_codes(user),
+        "codes": selectors.recent_codes(user, limit=CODES_SHOWN),
         "timeline": list(
             AuditEvent.objects.filter(user_ref=user.user_id, app=membership.app).order_by(
                 "-occurred_at", "-id"

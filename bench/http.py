@@ -429,6 +429,10 @@ class Result:
     errors: int = 0  # connect, read, write errors and timeouts
     first_failure: str = ""
     exhausted: bool = False  # redemption ran out of pre-issued codes
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
+
+    def cpu_per_request_us(self, group: str) -> float:
+        return self.cpu.get(group, 0.0) / max(1, self.requests) * 1e6
 
     @property
     def rate(self) -> float:
@@ -691,6 +695,76 @@ def busy_cores(seconds: float) -> float:
     return cores * (busy_after - busy_before) / max(1, total_after - total_before)
 
 
+CPU_GROUPS = ("web", "postgres", "redis", "generator")
+
+
+def _process_cpu(pid: int) -> float:
+    """utime + stime of a live process, in seconds (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu() -> float:
+    """CPU seconds of this process and of its children that have ended (wrk)."""
+    import resource
+
+    return sum(
+        usage.ru_utime + usage.ru_stime
+        for usage in map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    )
+
+
+def cpu_by_group(server_pid: int, database: str) -> dict[str, dict[int, float]]:
+    """CPU seconds spent so far, per process, by the web server's processes, the PostgreSQL
+    backends of the bench's database, and Redis (the load generator is counted around its
+    run). Another process's work on the machine is not counted, so these figures hold on a
+    busy machine too."""
+    found: dict[str, dict[int, float]] = {group: {} for group in CPU_GROUPS}
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                names[int(entry)] = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    stack = [server_pid]
+    while stack:
+        pid = stack.pop()
+        found["web"][pid] = _process_cpu(pid)
+        stack.extend(children.get(pid, []))
+    for pid, name in names.items():
+        if name.startswith("postgres: ") and f" {database} " in name:
+            found["postgres"][pid] = _process_cpu(pid)
+        elif name.startswith(("/usr/bin/redis-server", "redis-server")):
+            found["redis"][pid] = _process_cpu(pid)
+    return found
+
+
+def cpu_spent(
+    before: dict[str, dict[int, float]], after: dict[str, dict[int, float]]
+) -> dict[str, float]:
+    """CPU seconds per group between two `cpu_by_group` readings. A process that started in
+    between counts whole; one that ended in between (a database connection past
+    CONN_MAX_AGE) loses what it spent since `before`: a slight undercount."""
+    return {
+        group: sum(
+            seconds - before.get(group, {}).get(pid, 0.0)
+            for pid, seconds in after.get(group, {}).items()
+        )
+        for group in CPU_GROUPS
+    }
+
+
 def log_problems(path: Path) -> list[str]:
     """The server's log lines above INFO (a rate limit failing open under load, say)."""
     problems = []
@@ -717,6 +791,7 @@ class Bench:
     server: Server
     generator: Generator
     duration: float
+    database: str
     results: dict[str, list[Result]] = field(default_factory=dict)
 
     def plan(self, endpoint: str, label: str, seconds: float) -> Plan:
@@ -738,7 +813,14 @@ class Bench:
 
     def run(self, endpoint: str, label: str, seconds: float) -> Result:
         plan = self.plan(endpoint, label, seconds)
+        before = cpu_by_group(self.server.process.pid, self.database)
+        # wrk is a child process, the Python generator runs in this one: count both.
+        generator_before = _own_cpu()
         result = self.generator.run(self.server.port, plan, seconds)
+        generator = _own_cpu() - generator_before
+        after = cpu_by_group(self.server.process.pid, self.database)
+        result.cpu = cpu_spent(before, after)
+        result.cpu["generator"] = generator
         if not result.valid:
             why = []
             if result.failed:
@@ -784,7 +866,7 @@ def report(results: dict[str, list[Result]]) -> list[str]:
     print(header)
     print("-" * len(header))
     missed = []
-    for endpoint in ENDPOINTS:
+    for endpoint in results:
         rs = results[endpoint]
         vs_floor = fmt_range(ratios(endpoint, "floor"), 2)
         vs_peer = fmt_range(ratios(endpoint, "peer"), 2) if endpoint == "key_check" else ""
@@ -806,6 +888,24 @@ def report(results: dict[str, list[Result]]) -> list[str]:
         f"\nreq/s and ratios: median (min-max) over {rounds} rounds, each ratio within one "
         "round; p50 and p99: median over rounds."
     )
+    print(
+        f"\nCPU per request, µs (median over rounds) {'':>2}"
+        + "".join(f"{group:>11}" for group in (*CPU_GROUPS, "total"))
+    )
+    for endpoint in results:
+        per = {
+            group: statistics.median(r.cpu_per_request_us(group) for r in results[endpoint])
+            for group in CPU_GROUPS
+        }
+        print(
+            f"{endpoint:<41}"
+            + "".join(f"{per[g]:>11.0f}" for g in CPU_GROUPS)
+            + f"{sum(per.values()):>11.0f}"
+        )
+    print(
+        "web: gunicorn's processes; postgres: the backends of the bench's database (not the "
+        "WAL writer or checkpointer); generator: the load generator's own process."
+    )
     return missed
 
 
@@ -821,6 +921,12 @@ def main() -> int:
     parser.add_argument("--database-url", default=DEFAULT_DATABASE_URL)
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL, help="flushed: its own DB")
     parser.add_argument("--keep", action="store_true", help="keep the database and Redis DB")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=[name for name in ENDPOINTS if name != "floor"],
+        help="these endpoints only (and the floor); goals of the others are not judged",
+    )
     args = parser.parse_args()
     if (
         args.rounds < 1
@@ -868,8 +974,10 @@ def main() -> int:
         print("endpoints:")
         for name, (what, method, path) in ENDPOINTS.items():
             print(f"  {name:<11} {method} {path}: {what}")
-        bench = Bench(fixture, server, generator, args.duration)
-        names = list(ENDPOINTS)
+        bench = Bench(fixture, server, generator, args.duration, database)
+        names = [name for name in ENDPOINTS if not args.only or name in ("floor", *args.only)]
+        if "key_check" in names and "peer" not in names:
+            names.append("peer")
         for name in names:
             bench.run(name, "w", args.warm_up)
         idle = busy_cores(2)

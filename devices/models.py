@@ -34,7 +34,8 @@ class Device(models.Model):
     so refreshing or resetting voids the previous one by overwriting it.
     """
 
-    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices")
+    # No index of its own: `one_device_per_install` (app, install_id) serves lookups by app.
+    app = models.ForeignKey(App, on_delete=models.CASCADE, related_name="devices", db_index=False)
     user = models.ForeignKey(LinkedUser, on_delete=models.CASCADE, related_name="devices")
     install_id = models.CharField(max_length=64)
     platform = models.CharField(max_length=16, choices=Platform)
@@ -52,9 +53,9 @@ class Device(models.Model):
     deactivated_at = models.DateTimeField(null=True, blank=True)
     last_seen_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
-    access_token_digest = models.CharField(
-        max_length=64, unique=True, null=True, blank=True, editable=False
-    )
+    # Unique by a constraint (Meta), not `unique=True`, which on PostgreSQL would add a
+    # `varchar_pattern_ops` index no lookup uses to every token write.
+    access_token_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -64,6 +65,9 @@ class Device(models.Model):
         ]
         constraints = [
             models.UniqueConstraint(fields=["app", "install_id"], name="one_device_per_install"),
+            models.UniqueConstraint(
+                fields=["access_token_digest"], name="devices_device_access_token_digest_key"
+            ),
             models.UniqueConstraint(
                 fields=["user"], condition=Q(is_active=True), name="one_active_device_per_user"
             ),

@@ -128,7 +128,7 @@ def redeem_auth_code(
         # The lock comes first, in its own statement, so that the read below sees the user's
         # devices as the previous holder of the lock left them. Taking it with an UPDATE also
         # marks a pending user active; every refusal below rolls that back.
-        with connection.cursor() as cursor:
+        with rows.cursor() as cursor:
             cursor.execute(_LOCK_USER, {"digest": digest, **_USER_STATUSES})
         # The clock is read once the lock is held, so times follow the order of the turns.
         now = now or timezone.now()
@@ -223,7 +223,7 @@ def _read_and_use(*, digest: str, install_id: str, now: dt.datetime) -> _Found |
         "issued": AuthCodeStatus.ISSUED,
         "redeemed": AuthCodeStatus.REDEEMED,
     }
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(_READ_AND_USE, params)
         row = cursor.fetchone()
     if row is None:
@@ -533,7 +533,7 @@ def _save_devices(
         if events:
             audit.record(*events)
         lifecycle.record(*outbox)
-    with connection.cursor() as cursor:
+    with rows.cursor() as cursor:
         cursor.execute(sql, params)
         ids = {install_id: pk for pk, install_id in cursor.fetchall()}
     if outbox and connection.vendor == "postgresql":

@@ -18,6 +18,10 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+# One decoder for every body (json.loads with an option builds one per call).
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 class StrictJSONParser(JSONParser):
     """UTF-8 JSON without NaN/Infinity. Absurd nesting exhausts the decoder's recursion
     limit; that is the client's fault, so it is a 400 rather than the 500 DRF would give."""
@@ -25,7 +29,10 @@ class StrictJSONParser(JSONParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         raw = stream.read() if stream is not None else b""
         try:
-            return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+            text = raw.decode("utf-8")
+            if text.startswith("\ufeff"):  # as json.loads says it
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+            return _DECODER.decode(text)
         except UnicodeDecodeError as exc:
             raise ParseError("The body is not valid UTF-8.") from exc
         except RecursionError as exc:
@@ -42,6 +49,15 @@ class JSONFallbackNegotiation(DefaultContentNegotiation):
     def select_renderer(
         self, request: Request, renderers: list[BaseRenderer], format_suffix: str | None = None
     ) -> tuple[BaseRenderer, str]:
+        # What nearly every request asks (no Accept, */* or the one format the view offers),
+        # answered without parsing the header: what DRF's negotiation answers to it.
+        if (
+            len(renderers) == 1
+            and format_suffix is None
+            and request.META.get("HTTP_ACCEPT", "*/*") in ("*/*", renderers[0].media_type)
+            and not request.META.get("QUERY_STRING")  # so no ?format= either
+        ):
+            return renderers[0], renderers[0].media_type
         try:
             return super().select_renderer(request, renderers, format_suffix)
         except (NotAcceptable, Http404):

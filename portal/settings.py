@@ -118,6 +118,7 @@ if is_postgresql(DATABASES["default"]):
             else DATABASE_BATCH_STATEMENT_TIMEOUT
         ),
         conn_max_age=env.int("CONN_MAX_AGE", default=0 if is_runserver() else 60),
+        prepared_statements=env.bool("DATABASE_PREPARED_STATEMENTS", default=None),
     )
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -20,6 +20,7 @@ so a hung Redis costs one timeout per second per process, not one per request.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import math
@@ -51,6 +52,7 @@ EXACT_FROM = 0.8
 HOLD_BACK = 0.01
 
 
+@functools.lru_cache(maxsize=64)
 def parse_rate(rate: str) -> tuple[int, int]:
     """`"6000/min"` → (6000, 60). Periods: s, sec, m, min, h, hour, d, day."""
     count, _, period = rate.partition("/")
@@ -266,11 +268,20 @@ def client_address(request: HttpRequest) -> str | None:
     address (a misconfigured proxy count meets a forged header) falls back to the socket
     address."""
     for candidate in (BaseThrottle().get_ident(request), request.META.get("REMOTE_ADDR")):
-        try:
-            return str(ipaddress.ip_address((candidate or "").strip()))
-        except ValueError:
-            continue
+        address = _address(candidate or "")
+        if address is not None:
+            return address
     return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> str | None:
+    """`text` as the one spelling of an IP address, None when it is none (cached: a client
+    sends many requests from one address)."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        return None
 
 
 class LimitThrottle(BaseThrottle):

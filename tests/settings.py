@@ -51,6 +51,7 @@ if is_postgresql(_database):
         connect_timeout=DATABASE_CONNECT_TIMEOUT,
         statement_timeout=DATABASE_STATEMENT_TIMEOUT,  # pytest is a web process
         conn_max_age=0,
+        prepared_statements=True,  # as in production, where connections are kept
     )
 # TEST_DATABASE_NAME lets two runs on one server (two checkouts, two people) keep apart.
 _database["TEST"] = {"NAME": os.environ.get("TEST_DATABASE_NAME") or None}

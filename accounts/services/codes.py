@@ -21,6 +21,7 @@ from accounts.models import (
 )
 from accounts.services._clock import whole_seconds
 from accounts.services.activity import roll_up_activity
+from portal.db import rows
 from portal.errors import DomainError, ErrorCode
 
 log = logging.getLogger("portal.accounts")
@@ -30,7 +31,9 @@ log = logging.getLogger("portal.accounts")
 class IssuedCode:
     code: str
     """The secret itself: returned once, only its digest is stored."""
-    auth_code: AuthCode
+    code_id: int
+    """The stored code's primary key."""
+    expires_at: dt.datetime
     user_id: str
     existing_user: bool
 
@@ -76,39 +79,44 @@ def issue_auth_code(
     now = now or timezone.now()
     code = crypto.new_secret()
     new_user_id = crypto.public_id()
-    auth_code = AuthCode(
-        code_digest=crypto.digest(code),
-        app_id=api_key.app_id,
-        api_key=api_key,
-        created_at=now,
-        expires_at=whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS),
-    )
+    expires_at = whole_seconds(now) + dt.timedelta(seconds=settings.AUTH_CODE_TTL_SECONDS)
     params = {
         "new_user_id": new_user_id,
         "app": api_key.app_id,
         "external_id": external_id,
         "pending": UserStatus.PENDING,
         "now": now,
-        "digest": auth_code.code_digest,
+        "digest": crypto.digest(code),
         "key": api_key.pk,
         "issued": AuthCodeStatus.ISSUED,
-        "expires_at": auth_code.expires_at,
+        "expires_at": expires_at,
     }
-    with connection.cursor() as cursor:
+    code_id = None
+    with rows.cursor() as cursor:
         if connection.vendor == "postgresql":
             cursor.execute(_ISSUE, params)
-            auth_code.user_id, user_id, disabled_at, auth_code.pk = cursor.fetchone()
-            auth_code._state.adding, auth_code._state.db = False, connection.alias  # saved
+            user_pk, user_id, disabled_at, code_id = cursor.fetchone()
         else:
             with transaction.atomic():
                 cursor.execute(_UPSERT_USER, params)
-                auth_code.user_id, user_id, disabled_at = cursor.fetchone()
+                user_pk, user_id, disabled_at = cursor.fetchone()
                 if disabled_at is None:
-                    auth_code.save(force_insert=True)
+                    code_id = AuthCode.objects.create(
+                        code_digest=params["digest"],
+                        app_id=api_key.app_id,
+                        user_id=user_pk,
+                        api_key_id=api_key.pk,
+                        created_at=now,
+                        expires_at=expires_at,
+                    ).pk
     if disabled_at is not None:
         raise DomainError(ErrorCode.USER_DISABLED)
     return IssuedCode(
-        code=code, auth_code=auth_code, user_id=user_id, existing_user=user_id != new_user_id
+        code=code,
+        code_id=code_id,
+        expires_at=expires_at,
+        user_id=user_id,
+        existing_user=user_id != new_user_id,
     )
 
 

@@ -54,6 +54,11 @@ def _program_and_command(argv: Sequence[str]) -> tuple[str, str | None]:
     return program, (argv[1] if len(argv) > 1 else None)
 
 
+# A count of executions psycopg would wait for before preparing a statement of its own accord:
+# never reached, so only the statements that ask for it are prepared.
+PREPARE_ONLY_WHEN_ASKED = 2**62
+
+
 def is_postgresql(database: Mapping[str, Any]) -> bool:
     return database.get("ENGINE") in _POSTGRESQL_ENGINES
 
@@ -64,10 +69,16 @@ def configure_postgresql(
     connect_timeout: int,
     statement_timeout: float,
     conn_max_age: int,
+    prepared_statements: bool | None = None,
 ) -> None:
     """The guarded backend (portal/db/postgresql) and what bounds each wait on the server:
     `connect_timeout` a connection attempt, TCP keepalives an idle connection whose peer died
     (found within idle + interval x count = 60 s), `statement_timeout` (0: none) a statement.
+    `prepared_statements`: the hottest statements (`portal.db.rows.cursor()`) are prepared
+    once per connection (None: when connections are kept, CONN_MAX_AGE not 0, since preparing
+    costs a round trip per statement and connection); off for a pooler that cannot keep them
+    (PgBouncer in transaction mode before 1.22). Every other statement is sent as Django sends
+    it, never prepared.
     What DATABASE_URL itself sets (`?connect_timeout=…`, `?conn_max_age=…`) wins."""
     database["ENGINE"] = ENGINE
     database.setdefault("CONN_MAX_AGE", conn_max_age)
@@ -79,3 +90,10 @@ def configure_postgresql(
     options.setdefault("keepalives_interval", 10)
     options.setdefault("keepalives_count", 3)
     options.setdefault("statement_timeout", statement_timeout)
+    # psycopg prepares a statement only when asked (`prepare=True`, which only the hot-path
+    # cursor passes; Django's own cursors never do); None switches preparing off entirely.
+    if prepared_statements is None:
+        prepared_statements = database["CONN_MAX_AGE"] != 0
+    options.setdefault(
+        "prepare_threshold", PREPARE_ONLY_WHEN_ASKED if prepared_statements else None
+    )

@@ -52,10 +52,19 @@ def instance(model: type[M], values: Sequence[Any]) -> M:
     return model.from_db(connection.alias, names, converted)
 
 
+def cursor() -> Any:
+    """A cursor for the hot path's statements: on PostgreSQL each is prepared once per
+    connection (`portal.db.postgresql.base.PreparedCursor`); elsewhere Django's cursor. Only
+    for a fixed text whose values are all bound: each distinct text is a prepared statement
+    kept for the connection's life."""
+    prepared = getattr(connection, "prepared_cursor", None)
+    return prepared() if prepared is not None else connection.cursor()
+
+
 def fetch_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...] | None:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchone()
+    with cursor() as statement:
+        statement.execute(sql, params)
+        return statement.fetchone()
 
 
 def from_json(model: type[M], data: dict[str, Any]) -> M:

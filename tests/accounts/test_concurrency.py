@@ -607,5 +607,5 @@ def test_issuance_with_a_key_being_rotated_neither_waits_nor_deadlocks(app, monk
     started = time.monotonic()
     rotation, issued = values(run_together([rotate, issue]))
     assert time.monotonic() - started < 5
-    assert issued.existing_user is False and issued.auth_code.pk is not None
+    assert issued.existing_user is False and issued.code_id is not None
     assert rotation.old_key.pk == key.pk

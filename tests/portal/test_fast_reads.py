@@ -7,6 +7,7 @@ import datetime as dt
 
 import pytest
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from accounts import crypto, selectors
 from accounts.models import ApiKey, LinkedUser
@@ -131,3 +132,159 @@ def test_redemptions_json_rows_only_hold_fields_that_json_carries_faithfully() -
                 type(field).__module__.startswith("django.db.models")
                 and isinstance(field, faithful)
             ), f"{model.__name__}.{field.name} is a {type(field).__name__}"
+
+
+# --------------------------------------------------------------------------- shared view parts
+
+
+def _api_views() -> list[type]:
+    from django.urls import get_resolver
+
+    from portal.api import ApiView
+
+    views = []
+    for pattern in get_resolver().url_patterns:
+        view = getattr(getattr(pattern, "callback", None), "view_class", None)
+        if view is not None and issubclass(view, ApiView):
+            views.append(view)
+    return views
+
+
+@pytest.mark.django_db
+def test_the_parts_every_request_shares_keep_no_state(customer, api, app) -> None:
+    """ApiView builds its authentication, permission, throttle, parser and renderer instances
+    once per class: after requests that pass and fail each of them, none of those instances
+    holds anything of a request."""
+    from tests.helpers import issue_code, redeem
+
+    code = issue_code(customer, "alice")["authentication_code"]
+    token = redeem(api, code, app.app_id).json()["access_token"]
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert api.get("/sdk/status").status_code == 200
+    assert redeem(APIClient(), code, app.app_id, "install-other-1").status_code == 409
+    assert customer.get("/users", {"external_id": "alice"}).status_code == 200
+    assert APIClient().get("/users?external_id=alice").status_code == 401
+    assert APIClient().post("/users/auth-code", "{", content_type="application/json").status_code
+    assert APIClient().get("/healthz").status_code == 200
+
+    from portal.api import _instance, _instances
+
+    views = _api_views()
+    assert len(views) >= 9  # the customer, SDK and health endpoints
+    for view in views:
+        shared = [
+            *_instances(tuple(view.authentication_classes)),
+            *_instances(tuple(view.permission_classes)),
+            *_instances(tuple(view.throttle_classes)),
+            *_instances(tuple(view.parser_classes)),
+            *_instances(tuple(view.renderer_classes)),
+            _instance(view.content_negotiation_class),
+        ]
+        for part in shared:
+            assert vars(part) == {}, (view, part)
+        instance = view()
+        assert instance.get_authenticators() is instance.get_authenticators()
+
+
+@pytest.mark.parametrize(
+    ("accept", "query"),
+    [
+        (None, ""),
+        ("*/*", ""),
+        ("application/json", ""),
+        ("application/json; indent=4", ""),
+        ("application/*", ""),
+        ("text/html", ""),
+        ("text/html, application/json;q=0.9", ""),
+        (None, "format=json"),
+        (None, "format=xml"),
+        ("*/*", "external_id=a"),
+    ],
+)
+def test_the_quick_negotiation_answers_what_drfs_answers(accept, query) -> None:
+    """The shortcut for the usual Accept headers gives DRF's own answer; the others still go
+    through DRF (where an unsatisfiable one falls back to JSON)."""
+    from rest_framework.exceptions import NotAcceptable
+    from rest_framework.negotiation import DefaultContentNegotiation
+    from rest_framework.renderers import JSONRenderer
+    from rest_framework.request import Request
+    from rest_framework.test import APIRequestFactory
+
+    from portal.parsers import JSONFallbackNegotiation
+
+    headers = {"HTTP_ACCEPT": accept} if accept else {}
+    request = Request(APIRequestFactory().get(f"/sdk/status?{query}", **headers))
+    renderers = [JSONRenderer()]
+    renderer, media_type = JSONFallbackNegotiation().select_renderer(request, renderers)
+    try:
+        expected = DefaultContentNegotiation().select_renderer(request, renderers)
+    except NotAcceptable:
+        expected = (renderers[0], "application/json")
+    except Exception:  # Http404 for ?format=xml: the view's own format instead
+        expected = (renderers[0], "application/json")
+    assert (renderer, media_type) == expected
+
+
+# --------------------------------------------------------------------------- prepared statements
+
+
+def _prepared() -> set[str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return {" ".join(statement.split()) for (statement,) in cursor.fetchall()}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_hot_statements_are_prepared_once_per_connection(customer, app) -> None:
+    """Issuance, redemption and the token lookup run prepared statements (bound values, no
+    parsing or planning after the first time); a refused redemption (a rollback, after which
+    psycopg forgets what it prepared) and a new connection cost nothing but a new preparation."""
+    from django.db import connection
+
+    from tests.helpers import issue_code, redeem
+
+    codes = [issue_code(customer, f"user-{n}")["authentication_code"] for n in range(3)]
+    prepared = _prepared()
+    assert any("INSERT INTO accounts_authcode" in text for text in prepared)
+    assert any("FROM accounts_apikey k JOIN accounts_app a" in text for text in prepared)
+    assert not any("%s" in text or "%(" in text for text in prepared)  # bound: $1, $2, ...
+
+    assert redeem(APIClient(), codes[0], app.app_id, "install-0001").status_code == 201
+    assert redeem(APIClient(), codes[0], app.app_id, "install-0002").status_code == 409
+    assert redeem(APIClient(), codes[1], app.app_id, "install-0003").status_code == 201
+    assert any("WITH used AS ( UPDATE accounts_authcode" in text for text in _prepared())
+
+    connection.close()
+    answer = redeem(APIClient(), codes[2], app.app_id, "install-0004")
+    assert answer.status_code == 201
+    sdk = APIClient()
+    sdk.credentials(HTTP_AUTHORIZATION=f"Bearer {answer.json()['access_token']}")
+    assert sdk.get("/sdk/status").json()["device"]["install_id"] == "install-0004"
+    assert any("WHERE d.access_token_digest = $1" in text for text in _prepared())
+
+
+@pytest.mark.parametrize(
+    ("conn_max_age", "prepared_statements", "prepared"),
+    [(60, None, True), (None, None, True), (0, None, False), (60, False, False), (0, True, True)],
+)
+def test_prepared_statements_where_connections_are_kept(
+    conn_max_age, prepared_statements, prepared
+) -> None:
+    """By default only on connections kept for later requests (preparing costs a round trip per
+    statement and connection); DATABASE_PREPARED_STATEMENTS=false for a pooler that cannot keep
+    them. Off, psycopg prepares nothing; on, only what asks for it."""
+    from portal.db.config import configure_postgresql
+
+    database = {"ENGINE": "django.db.backends.postgresql"}
+    configure_postgresql(
+        database,
+        connect_timeout=3,
+        statement_timeout=5,
+        conn_max_age=conn_max_age,
+        prepared_statements=prepared_statements,
+    )
+    threshold = database["OPTIONS"]["prepare_threshold"]
+    assert (threshold is not None and threshold > 10**9) if prepared else threshold is None

@@ -96,6 +96,23 @@ class Breaker:
 BREAKER = Breaker()
 
 
+class PreparedCursor(base.ServerBindingCursor):
+    """A cursor whose statements are bound on the server and prepared once per connection:
+    PostgreSQL then neither parses nor plans them again, and psycopg sends only the values.
+    Measured on the access-token lookup (three tables joined): 198 µs of the server's CPU as
+    Django sends it (the values quoted into the text), 28 µs prepared. `prepare_threshold`
+    None (DATABASE_PREPARED_STATEMENTS off) leaves them bound on the server, unprepared."""
+
+    def execute(
+        self, query: Any, params: Any = None, *, prepare: bool | None = True, **kwargs: Any
+    ) -> Any:
+        return super().execute(query, params, prepare=prepare, **kwargs)
+
+    def close(self) -> None:
+        """Kept open for the next statement on its connection (building a cursor costs as much
+        CPU as running a prepared statement); it goes with its connection."""
+
+
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, settings_dict: dict[str, Any], alias: str = DEFAULT_DB_ALIAS) -> None:
         super().__init__(settings_dict, alias)
@@ -110,6 +127,18 @@ class DatabaseWrapper(base.DatabaseWrapper):
         # Execute wrappers see every execute() and executemany() of Django's cursors.
         self.execute_wrappers.append(self._guarded_execute)
         self.answered_at = -math.inf  # time.monotonic() of the last statement answered
+        self._prepared_cursor: PreparedCursor | None = None  # of the current connection
+
+    def prepared_cursor(self) -> Any:
+        """`cursor()`, with a PreparedCursor: for a few statements written once as text and run
+        on every request (`portal.db.rows.cursor()`), not for the ORM's."""
+        self.close_if_health_check_failed()
+        self.ensure_connection()
+        kept = self._prepared_cursor
+        if kept is None or kept.connection is not self.connection:
+            kept = self._prepared_cursor = PreparedCursor(self.connection)
+        with self.wrap_database_errors:
+            return self._prepare_cursor(kept)
 
     def close_if_health_check_failed(self) -> None:
         if (

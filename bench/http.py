@@ -16,7 +16,10 @@ http.client). After a warm-up, `--rounds` rounds, the order of the endpoints rot
 
 Prints requests/s, p50 and p99 per endpoint, each endpoint's throughput divided by the
 floor's of the same round (the key check's also by the peer's), median and min-max over
-rounds, and the machine's load. Exits 1 when a request was not answered 2xx (the run is then
+rounds, and the machine's load; then the CPU one request costs each process group (gunicorn,
+the PostgreSQL backends of the bench's database, Redis, the load generator, read from /proc,
+so the figures hold on a busy machine too) and the WAL written per request. `--only` runs
+some endpoints (and the floor). Exits 1 when a request was not answered 2xx (the run is then
 invalid) or when a goal of issue 11 is missed: issuance >= 0.7x the floor, redemption >= 0.4x,
 status >= 1.0x, the key check >= 1.0x the peer.
 """
@@ -47,6 +50,7 @@ import threading  # noqa: E402
 import time  # noqa: E402
 from collections import Counter  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
+from typing import Any  # noqa: E402
 from urllib.parse import urlsplit  # noqa: E402
 
 from bench import benchdb  # noqa: E402
@@ -430,6 +434,7 @@ class Result:
     first_failure: str = ""
     exhausted: bool = False  # redemption ran out of pre-issued codes
     cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds per process group
+    wal_bytes: int = 0  # WAL the whole server wrote during the run
 
     def cpu_per_request_us(self, group: str) -> float:
         return self.cpu.get(group, 0.0) / max(1, self.requests) * 1e6
@@ -792,7 +797,9 @@ class Bench:
     generator: Generator
     duration: float
     database: str
+    database_url: str
     results: dict[str, list[Result]] = field(default_factory=dict)
+    wal: Any = None
 
     def plan(self, endpoint: str, label: str, seconds: float) -> Plan:
         plan = Plan(
@@ -811,8 +818,18 @@ class Bench:
             plan.sample = touch_devices(self.fixture)
         return plan
 
+    def wal_position(self) -> int:
+        """The server's WAL insert position, in bytes (a connection of the bench's own)."""
+        if self.wal is None:
+            self.wal = benchdb.admin_connection(self.database_url)
+        (position,) = self.wal.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint"
+        ).fetchone()
+        return position
+
     def run(self, endpoint: str, label: str, seconds: float) -> Result:
         plan = self.plan(endpoint, label, seconds)
+        wal_before = self.wal_position()
         before = cpu_by_group(self.server.process.pid, self.database)
         # wrk is a child process, the Python generator runs in this one: count both.
         generator_before = _own_cpu()
@@ -821,6 +838,7 @@ class Bench:
         after = cpu_by_group(self.server.process.pid, self.database)
         result.cpu = cpu_spent(before, after)
         result.cpu["generator"] = generator
+        result.wal_bytes = self.wal_position() - wal_before
         if not result.valid:
             why = []
             if result.failed:
@@ -891,18 +909,22 @@ def report(results: dict[str, list[Result]]) -> list[str]:
     print(
         f"\nCPU per request, µs (median over rounds) {'':>2}"
         + "".join(f"{group:>11}" for group in (*CPU_GROUPS, "total"))
+        + f"{'WAL B/req':>11}"
     )
     for endpoint in results:
         per = {
             group: statistics.median(r.cpu_per_request_us(group) for r in results[endpoint])
             for group in CPU_GROUPS
         }
+        wal = statistics.median(r.wal_bytes / max(1, r.requests) for r in results[endpoint])
         print(
             f"{endpoint:<41}"
             + "".join(f"{per[g]:>11.0f}" for g in CPU_GROUPS)
             + f"{sum(per.values()):>11.0f}"
+            + f"{wal:>11.0f}"
         )
     print(
+        "WAL: what the whole server wrote during the run (other databases' writes count too). "
         "web: gunicorn's processes; postgres: the backends of the bench's database (not the "
         "WAL writer or checkpointer); generator: the load generator's own process."
     )
@@ -974,7 +996,7 @@ def main() -> int:
         print("endpoints:")
         for name, (what, method, path) in ENDPOINTS.items():
             print(f"  {name:<11} {method} {path}: {what}")
-        bench = Bench(fixture, server, generator, args.duration, database)
+        bench = Bench(fixture, server, generator, args.duration, database, args.database_url)
         names = [name for name in ENDPOINTS if not args.only or name in ("floor", *args.only)]
         if "key_check" in names and "peer" not in names:
             names.append("peer")

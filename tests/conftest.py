@@ -16,6 +16,7 @@ from whitenoise.middleware import WhiteNoiseMiddleware
 
 from portal import throttling
 from portal.db.postgresql.base import BREAKER
+from tests import template_db
 from tests.factories import ApiKeyFactory, AppFactory
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,31 +39,54 @@ def _redis_answers() -> bool:
         return False
 
 
-# The modules that take longest (a frozen PostgreSQL, races, browsers, servers of their own),
-# longest first. A parallel run sends each module whole to one worker (`--dist loadfile`: a
-# module-scoped fixture starts once) in the order collected, so these start first and none of
-# them holds up the end of the run. Order only: any other module follows in pytest-django's
-# order (database tests, then transactional ones, then the rest).
+# The modules that take longest (a frozen PostgreSQL, races, browsers, servers of their own,
+# a few hundred cases), longest first: each takes 3 s or more of a parallel run. A parallel run
+# sends each module whole to one worker (`--dist loadfile`: a module-scoped fixture starts
+# once) in the order collected, the next to whichever worker is free first, so longest first
+# leaves only short modules for the end, where they even out the workers' finishing times.
+# Order only: any other module follows in pytest-django's order (database tests, then
+# transactional ones, then the rest).
 SLOW_MODULES = (
     "tests/portal/test_database_faults.py",
-    "tests/accounts/test_concurrency.py",
-    "tests/admin/test_browser.py",
-    "tests/console/test_people_browser.py",
-    "tests/portal/test_gunicorn.py",
-    "tests/admin/test_layout.py",
-    "tests/devices/test_concurrency.py",
-    "tests/portal/test_redis_faults.py",
-    "tests/accounts/test_tasks_on_redis.py",
     "tests/events/test_on_redis.py",
+    "tests/admin/test_browser.py",
+    "tests/accounts/test_concurrency.py",
+    "tests/console/test_isolation.py",
+    "tests/admin/test_layout.py",
+    "tests/console/test_pages_browser.py",
+    "tests/console/test_webhooks_browser.py",
+    "tests/console/test_people_browser.py",
+    "tests/portal/test_redis_faults.py",
+    "tests/portal/test_deploy_settings.py",
+    "tests/events/test_ssrf.py",
+    "tests/portal/test_gunicorn.py",
     "tests/portal/test_sentry.py",
+    "tests/accounts/test_migrations.py",
+    "tests/admin/test_query_counts.py",
+    "tests/admin/test_permissions.py",
+    "tests/console/test_pages.py",
+    "tests/admin/test_staff_signin.py",
     "tests/portal/test_database_timeouts.py",
+    "tests/console/test_webhooks.py",
+    "tests/events/test_events.py",
+    "tests/console/test_sign_in.py",
+    "tests/admin/test_actions.py",
+    "tests/portal/test_bad_input.py",
+    "tests/console/test_pages_attack.py",
+    "tests/devices/test_concurrency.py",
     "tests/portal/test_metrics.py",
+    "tests/admin/test_search.py",
+    "tests/admin/test_lists.py",
+    "tests/accounts/test_tasks_on_redis.py",
+    "tests/portal/test_readiness.py",
+    "tests/admin/test_secrets.py",
 )
 
 
 @pytest.hookimpl(trylast=True)  # after pytest-django has put the tests in its order
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `postgres` or `redis` need the real service, `browser` Debian's chromium.
+    """Tests marked `postgres` or `redis` need the real service, `browser` Debian's chromium
+    (and PostgreSQL).
     Outside CI they are skipped when it is missing; in CI they run, and fail. In a parallel
     run's workers, the slow modules come first."""
     if hasattr(config, "workerinput"):
@@ -73,6 +97,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     missing = {}
     if connection.vendor != "postgresql":
         missing["postgres"] = "PostgreSQL (this run is on SQLite)"
+        # The live server's threads share the in-memory SQLite database with the test's
+        # connection, which crashes sqlite3 (a segfault, then the worker is lost).
+        missing["browser"] = "PostgreSQL (a live server on in-memory SQLite crashes)"
     if any("redis" in item.keywords for item in items) and not _redis_answers():
         missing["redis"] = "redis (not answering)"
     if not Path(CHROMIUM).exists():
@@ -80,6 +107,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for marker in missing.keys() & set(item.keywords):
             item.add_marker(pytest.mark.skip(reason=f"needs {missing[marker]}"))
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    django_db_modify_db_settings: None,
+    request: pytest.FixtureRequest,
+    django_db_keepdb: bool,
+    django_db_blocker: Any,
+) -> None:
+    """pytest-django's (a worker's suffix on the test database's name); in a parallel run on
+    PostgreSQL, the worker's database is then a copy of a template migrated once per run."""
+    workerinput = getattr(request.config, "workerinput", None)
+    if workerinput and connection.vendor == "postgresql" and not django_db_keepdb:
+        with django_db_blocker.unblock():
+            template_db.use_template(worker=workerinput["workerid"], run=workerinput["testrunuid"])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller of a parallel run drops the run's template database (the workers have
+    dropped their copies)."""
+    config = session.config
+    if config.pluginmanager.has_plugin("dsession") and connection.vendor == "postgresql":
+        from pytest_django.plugin import blocking_manager_key
+
+        with config.stash[blocking_manager_key].unblock():
+            template_db.drop_template()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from django.apps import apps
 from django.contrib.auth.models import User
+from django.db import connection
 from django.test import Client
 from django.urls import URLPattern, reverse
 from django.utils import timezone
@@ -85,8 +86,18 @@ def needed(route: URLPattern) -> Role:
     return role
 
 
-def snapshot() -> dict[str, list[dict[str, Any]]]:
-    return {label: list(apps.get_model(label).objects.order_by("pk").values()) for label in WATCHED}
+def snapshot() -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the watched tables, every column, in primary-key order. In plain SQL: the
+    module takes some 650 of these, and through the ORM they were half of its time."""
+    quote = connection.ops.quote_name
+    rows = {}
+    with connection.cursor() as cursor:
+        for label in WATCHED:
+            meta = apps.get_model(label)._meta
+            table, pk = quote(meta.db_table), quote(meta.pk.column)
+            cursor.execute(f"SELECT * FROM {table} ORDER BY {pk}")  # noqa: S608 (model names)
+            rows[label] = cursor.fetchall()
+    return rows
 
 
 class World:

@@ -129,4 +129,10 @@ class AuditFilterForm(forms.Form):
             raise ValidationError("Not a page of this list.") from exc
         if cursor[0].tzinfo is None:  # the pages' cursors always carry their offset
             raise ValidationError("Not a page of this list.")
-        return cursor
+        try:
+            when = cursor[0].astimezone(dt.UTC)
+        except OverflowError:  # a day's offset past year 9999 or before year 1: the far end
+            when = (dt.datetime.max if cursor[0].year > 1 else dt.datetime.min).replace(
+                tzinfo=dt.UTC
+            )
+        return when, cursor[1]

@@ -10,11 +10,11 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts import selectors, services
 from accounts.authentication import ApiKeyAuthentication, HasScope, named_scopes
 from accounts.models import DeletionRequest, DeletionStatus, Scope
-from portal.api import ApiView
 from portal.authorization import handled_methods
 from portal.errors import ErrorCode
 from portal.fields import TextField
@@ -31,7 +31,7 @@ CUSTOMER_ERRORS = (
 )
 
 
-class CustomerApiView(ApiView):
+class CustomerApiView(APIView):
     """Base of the customer endpoints: an API key holding the scope the view names, in
     `required_scopes` (one, or a tuple of which any grants), for each method it handles. A
     class that handles a method without naming its scope fails at import, so the mistake stops

@@ -8,6 +8,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts import services as account_services
 from accounts.api import CUSTOMER_ERRORS, CustomerApiView
@@ -18,7 +19,6 @@ from devices import selectors, services
 from devices.authentication import AccessTokenAuthentication, HasAccessToken
 from devices.models import FormFactor, InactiveReason, Platform
 from portal import context
-from portal.api import ApiView
 from portal.authorization import Public, handled_methods
 from portal.errors import DomainError, ErrorCode
 from portal.fields import TextField
@@ -148,7 +148,7 @@ class UserLookupView(CustomerApiView):
         return Response(render(UserOutput, user))
 
 
-class SdkApiView(ApiView):
+class SdkApiView(APIView):
     """Base of the /sdk/ views: throttled per client address, before authentication. It grants
     nothing by itself (the default permission refuses every request): a view inherits
     DeviceApiView for an access token, or declares its own permission_classes, else importing

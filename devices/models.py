@@ -54,8 +54,11 @@ class Device(models.Model):
     last_seen_at = models.DateTimeField(default=timezone.now)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     # Unique by a constraint (Meta), not `unique=True`, which on PostgreSQL would add a
-    # `varchar_pattern_ops` index no lookup uses to every token write.
-    access_token_digest = models.CharField(max_length=64, null=True, blank=True, editable=False)
+    # `varchar_pattern_ops` index no lookup uses to every token write. NULL, not "", for a
+    # device without a token: many of them, and unique.
+    access_token_digest = models.CharField(  # noqa: DJ001
+        max_length=64, null=True, blank=True, editable=False
+    )
     access_token_expires_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -8,8 +8,8 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from portal.api import ApiView
 from portal.authorization import Public
 from portal.errors import DomainError, ErrorCode, error_body, error_response
 from portal.middleware import is_api_path
@@ -48,7 +48,7 @@ _NotReady = inline_serializer(
 )
 
 
-class HealthView(ApiView):
+class HealthView(APIView):
     """Liveness: the process answers. Touches nothing else."""
 
     # Public: load balancers and orchestrators probe it without credentials, and it reveals
@@ -61,7 +61,7 @@ class HealthView(ApiView):
         return Response({"status": "ok"})
 
 
-class ReadyView(ApiView):
+class ReadyView(APIView):
     """Readiness: the database answers. Redis is optional at request time, so without it the
     process is degraded, still ready: taking every web process out of the load balancer at
     once because of Redis would turn a partial outage into a total one. Answers within 2 s

@@ -134,56 +134,7 @@ def test_redemptions_json_rows_only_hold_fields_that_json_carries_faithfully() -
             ), f"{model.__name__}.{field.name} is a {type(field).__name__}"
 
 
-# --------------------------------------------------------------------------- shared view parts
-
-
-def _api_views() -> list[type]:
-    from django.urls import get_resolver
-
-    from portal.api import ApiView
-
-    views = []
-    for pattern in get_resolver().url_patterns:
-        view = getattr(getattr(pattern, "callback", None), "view_class", None)
-        if view is not None and issubclass(view, ApiView):
-            views.append(view)
-    return views
-
-
-@pytest.mark.django_db
-def test_the_parts_every_request_shares_keep_no_state(customer, api, app) -> None:
-    """ApiView builds its authentication, permission, throttle, parser and renderer instances
-    once per class: after requests that pass and fail each of them, none of those instances
-    holds anything of a request."""
-    from tests.helpers import issue_code, redeem
-
-    code = issue_code(customer, "alice")["authentication_code"]
-    token = redeem(api, code, app.app_id).json()["access_token"]
-    api.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
-    assert api.get("/sdk/status").status_code == 200
-    assert redeem(APIClient(), code, app.app_id, "install-other-1").status_code == 409
-    assert customer.get("/users", {"external_id": "alice"}).status_code == 200
-    assert APIClient().get("/users?external_id=alice").status_code == 401
-    assert APIClient().post("/users/auth-code", "{", content_type="application/json").status_code
-    assert APIClient().get("/healthz").status_code == 200
-
-    from portal.api import _instance, _instances
-
-    views = _api_views()
-    assert len(views) >= 9  # the customer, SDK and health endpoints
-    for view in views:
-        shared = [
-            *_instances(tuple(view.authentication_classes)),
-            *_instances(tuple(view.permission_classes)),
-            *_instances(tuple(view.throttle_classes)),
-            *_instances(tuple(view.parser_classes)),
-            *_instances(tuple(view.renderer_classes)),
-            _instance(view.content_negotiation_class),
-        ]
-        for part in shared:
-            assert vars(part) == {}, (view, part)
-        instance = view()
-        assert instance.get_authenticators() is instance.get_authenticators()
+# --------------------------------------------------------------------------- negotiation
 
 
 @pytest.mark.parametrize(

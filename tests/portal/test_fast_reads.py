@@ -239,3 +239,34 @@ def test_prepared_statements_where_connections_are_kept(
     )
     threshold = database["OPTIONS"]["prepare_threshold"]
     assert (threshold is not None and threshold > 10**9) if prepared else threshold is None
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_column_retyped_under_a_prepared_statement_costs_one_answer_per_connection(
+    monkeypatch,
+) -> None:
+    """A migration that changes the type of a column a prepared statement reads (a longer
+    varchar, as the release step runs while the old processes serve) makes PostgreSQL refuse
+    that statement on every connection that prepared it ("cached plan must not change result
+    type"), for as long as the connection lives. The statement that meets it fails as the
+    database being unavailable (503, worth a retry), and its connection is dropped at the end
+    of the request, not kept for CONN_MAX_AGE refusing every token lookup."""
+    import psycopg
+    from django.db import OperationalError, connection
+
+    digest = crypto.digest("token-1")
+    device = DeviceFactory(access_token_digest=digest)
+    connection.close()
+    monkeypatch.setitem(connection.settings_dict, "CONN_MAX_AGE", 60)  # kept, as in production
+    assert _device_by_token_digest(digest).pk == device.pk  # prepared on this connection
+    with psycopg.connect(**connection.get_connection_params(), autocommit=True) as migration:
+        migration.execute("ALTER TABLE devices_device ALTER COLUMN model TYPE varchar(129)")
+        try:
+            with pytest.raises(OperationalError):
+                _device_by_token_digest(digest)
+            connection.close_if_unusable_or_obsolete()  # what Django does after each request
+            assert _device_by_token_digest(digest).pk == device.pk
+        finally:
+            connection.close()  # its statements were prepared against the changed column
+            migration.execute("ALTER TABLE devices_device ALTER COLUMN model TYPE varchar(128)")

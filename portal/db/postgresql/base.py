@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, OperationalError
+from django.db import DEFAULT_DB_ALIAS, NotSupportedError, OperationalError
 from django.db.backends.postgresql import base
 
 from portal.db.watchdog import WATCHDOG
@@ -46,6 +46,8 @@ GRACE_SECONDS = 1.0
 PSYCOPG_MIN_CONNECT_TIMEOUT = 2.0
 # A connection that answered this recently needs no health check ping.
 TRUSTED_FOR_SECONDS = 1.0
+# The SQLSTATE of a prepared statement whose result type a migration changed.
+FEATURE_NOT_SUPPORTED = "0A000"
 
 
 class Breaker:
@@ -165,7 +167,21 @@ class DatabaseWrapper(base.DatabaseWrapper):
     def _guarded_execute(
         self, execute: Callable[..., T], sql: Any, params: Any, many: bool, context: Any
     ) -> T:
-        return self._within(self.statement_deadline, execute, sql, params, many, context)
+        try:
+            return self._within(self.statement_deadline, execute, sql, params, many, context)
+        except NotSupportedError as exc:
+            # "cached plan must not change result type": a migration changed the type of a
+            # column a prepared statement reads. PostgreSQL refuses the statement on this
+            # connection for as long as it lives, so it goes at the end of the request.
+            if not (
+                isinstance(context["cursor"].cursor, PreparedCursor)
+                and getattr(exc.__cause__, "sqlstate", None) == FEATURE_NOT_SUPPORTED
+            ):
+                raise
+            self.close_at = -math.inf
+            raise OperationalError(
+                "a prepared statement no longer matches its table; connection dropped"
+            ) from exc
 
     def _commit(self) -> None:
         return self._within(self.statement_deadline, super()._commit)

@@ -12,21 +12,26 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import UserAdmin as AuthUserAdmin
 from django.contrib.contenttypes.models import ContentType
-from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.core.exceptions import ObjectDoesNotExist
 from django.db.models import Count, Model, Q, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from accounts import crypto, services
-from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin, shown_once_response
+from accounts.admin_actions import (
+    Created,
+    Outcome,
+    StaffAction,
+    StaffActionsMixin,
+    secret_add_view,
+)
 from accounts.admin_base import (
     TIMELINE_EVENTS,
     AuditHistoryMixin,
@@ -42,8 +47,6 @@ from accounts.admin_forms import (
     NewApiKeyForm,
     ReasonForm,
     RotationForm,
-    issue_form_nonce,
-    take_form_nonce,
 )
 from accounts.audit import Actor
 from accounts.models import (
@@ -63,7 +66,6 @@ from accounts.selectors import (
     key_status_filter,
     recent_codes,
 )
-from portal.errors import DomainError
 
 RECENT_CODES = 20
 KEYS_SHOWN = 20
@@ -257,46 +259,31 @@ class ApiKeyAdmin(StaffActionsMixin, StaffAdmin):
     def add_view(
         self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
-        """Creates the key through the service and shows it in the answer to this POST only.
-        A one-time form nonce makes a resent form (reload, back button) create nothing."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = NewApiKeyForm(request.POST or None, initial={"app": request.GET.get("app")})
-        if request.method == "POST" and form.is_valid():
-            if not take_form_nonce(request, request.POST.get("form_nonce", "")):
-                self.message_user(
-                    request,
-                    "This form was already sent: the key it created was shown once and "
-                    "cannot be shown again. Revoke it if it was not copied.",
-                    messages.ERROR,
-                )
-                return HttpResponseRedirect(reverse("admin:accounts_apikey_changelist"))
-            data = form.cleaned_data
-            try:
-                new = services.create_api_key(
-                    app=data["app"],
-                    name=data["name"],
-                    scopes=data["scopes"],
-                    expires_in_days=data["expires_in_days"],
-                    actor=staff_actor(request),
-                )
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
-                key = new.api_key
-                self.message_user(request, f"Key {key.key_id} created.")
-                what = f"API key {key.key_id} ({key.name}) of {key.app}"
-                return shown_once_response(
-                    request, self, [(what, new.full_key)], admin_change_url(key)
-                )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Add API key",
-            "form": form,
-            "form_nonce": issue_form_nonce(request),
-        }
-        return TemplateResponse(request, "admin/accounts/apikey/add_form.html", context)
+        """Creates the key through the service and shows it in the answer to this POST only."""
+
+        def create(data: dict, actor: Actor) -> Created:
+            key = services.create_api_key(
+                app=data["app"],
+                name=data["name"],
+                scopes=data["scopes"],
+                expires_in_days=data["expires_in_days"],
+                actor=actor,
+            )
+            self.message_user(request, f"Key {key.api_key.key_id} created.")
+            what = f"API key {key.api_key.key_id} ({key.api_key.name}) of {key.api_key.app}"
+            return Created(key.api_key, what, key.full_key)
+
+        return secret_add_view(
+            request,
+            self,
+            form=NewApiKeyForm(request.POST or None, initial={"app": request.GET.get("app")}),
+            create=create,
+            resent="This form was already sent: the key it created was shown once and cannot "
+            "be shown again. Revoke it if it was not copied.",
+            shown_once_note="The full key is shown once, on the next page; only its digest is "
+            "kept.",
+            submit_label="Create the key",
+        )
 
 
 class DisabledFilter(admin.SimpleListFilter):

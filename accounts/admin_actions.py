@@ -21,7 +21,8 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 
-from accounts.admin_base import staff_actor
+from accounts.admin_base import admin_change_url, staff_actor
+from accounts.admin_forms import issue_form_nonce, take_form_nonce
 from accounts.audit import Actor
 from portal.errors import DomainError, ErrorCode
 
@@ -218,6 +219,62 @@ def _refusal(action: StaffAction, obj: Model) -> str | None:
     except DomainError as exc:
         return exc.message
     return None
+
+
+@dataclass(frozen=True)
+class Created:
+    """What `secret_add_view`'s `create` made: the object and its secret, named for the page
+    that shows it once."""
+
+    obj: Model
+    what: str
+    secret: str
+
+
+def secret_add_view(
+    request: HttpRequest,
+    model_admin: admin.ModelAdmin,
+    *,
+    form: forms.Form,
+    create: Callable[[dict[str, Any], Actor], Created],
+    resent: str,
+    shown_once_note: str,
+    submit_label: str,
+) -> HttpResponse:
+    """The add page of a model whose object comes with a secret (an API key, a webhook
+    endpoint): `create` makes it through its service, and the secret is shown in the answer to
+    this POST only. A one-time form nonce makes a resent form (reload, back button) create
+    nothing: it is sent back to the list with the `resent` message."""
+    if not model_admin.has_add_permission(request):
+        raise PermissionDenied
+    if request.method == "POST" and form.is_valid():
+        if not take_form_nonce(request, request.POST.get("form_nonce", "")):
+            model_admin.message_user(request, resent, messages.ERROR)
+            opts = model_admin.opts
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist")
+            )
+        try:
+            created = create(form.cleaned_data, staff_actor(request))
+        except DomainError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return shown_once_response(
+                request,
+                model_admin,
+                [(created.what, created.secret)],
+                admin_change_url(created.obj),
+            )
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "opts": model_admin.opts,
+        "title": f"Add {model_admin.opts.verbose_name}",
+        "form": form,
+        "form_nonce": issue_form_nonce(request),
+        "shown_once_note": shown_once_note,
+        "submit_label": submit_label,
+    }
+    return TemplateResponse(request, "admin/secret_add_form.html", context)
 
 
 def shown_once_response(

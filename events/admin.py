@@ -5,17 +5,19 @@ events.services; secrets appear only on the page answering the POST that made th
 from __future__ import annotations
 
 from django import forms
-from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.contrib import admin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html, format_html_join
 
-from accounts.admin_actions import Outcome, StaffAction, StaffActionsMixin, shown_once_response
-from accounts.admin_base import StaffAdmin, admin_change_url, app_name, clipped, staff_actor
-from accounts.admin_forms import issue_form_nonce, take_form_nonce
+from accounts.admin_actions import (
+    Created,
+    Outcome,
+    StaffAction,
+    StaffActionsMixin,
+    secret_add_view,
+)
+from accounts.admin_base import StaffAdmin, admin_change_url, app_name, clipped
 from accounts.audit import Actor
 from accounts.lifecycle import EventType
 from accounts.models import App
@@ -178,44 +180,28 @@ class WebhookEndpointAdmin(StaffActionsMixin, StaffAdmin):
         self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
     ) -> HttpResponse:
         """Creates the endpoint through the service; its secret is shown in the answer to
-        this POST only (a resent form creates nothing)."""
-        if not self.has_add_permission(request):
-            raise PermissionDenied
-        form = NewEndpointForm(request.POST or None, initial={"app": request.GET.get("app")})
-        if request.method == "POST" and form.is_valid():
-            if not take_form_nonce(request, request.POST.get("form_nonce", "")):
-                self.message_user(
-                    request,
-                    "This form was already sent: the secret it made was shown once. Rotate "
-                    "it if it was not copied.",
-                    messages.ERROR,
-                )
-                return HttpResponseRedirect(reverse("admin:events_webhookendpoint_changelist"))
-            data = form.cleaned_data
-            try:
-                created = services.create_endpoint(
-                    app=data["app"],
-                    url=data["url"],
-                    event_types=data["events"],
-                    actor=staff_actor(request),
-                )
-            except DomainError as exc:
-                form.add_error(None, exc.message)
-            else:
-                endpoint = created.endpoint
-                self.message_user(request, f"Endpoint {endpoint.endpoint_id} created.")
-                what = f"Signing secret of endpoint {endpoint.endpoint_id} ({endpoint.app})"
-                return shown_once_response(
-                    request, self, [(what, created.secret)], admin_change_url(endpoint)
-                )
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "title": "Add webhook endpoint",
-            "form": form,
-            "form_nonce": issue_form_nonce(request),
-        }
-        return TemplateResponse(request, "admin/events/webhookendpoint/add_form.html", context)
+        this POST only."""
+
+        def create(data: dict, actor: Actor) -> Created:
+            made = services.create_endpoint(
+                app=data["app"], url=data["url"], event_types=data["events"], actor=actor
+            )
+            endpoint = made.endpoint
+            self.message_user(request, f"Endpoint {endpoint.endpoint_id} created.")
+            what = f"Signing secret of endpoint {endpoint.endpoint_id} ({endpoint.app})"
+            return Created(endpoint, what, made.secret)
+
+        return secret_add_view(
+            request,
+            self,
+            form=NewEndpointForm(request.POST or None, initial={"app": request.GET.get("app")}),
+            create=create,
+            resent="This form was already sent: the secret it made was shown once. Rotate it "
+            "if it was not copied.",
+            shown_once_note="The signing secret is shown once, on the next page; it is kept "
+            "encrypted.",
+            submit_label="Create the endpoint",
+        )
 
 
 def _redeliver(delivery: Delivery, actor: Actor, data: dict) -> Outcome:

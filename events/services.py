@@ -32,6 +32,7 @@ from events.models import (
 )
 from portal import metrics
 from portal.errors import DomainError, ErrorCode
+from portal.text import named_choices
 
 log = logging.getLogger("portal.events")
 
@@ -50,15 +51,7 @@ PER_ENDPOINT_BATCH = 500
 
 def parse_event_types(raw: Iterable[str]) -> list[str]:
     """Validated event type names in the contract's order; empty means all."""
-    wanted = {name.strip() for name in raw if name.strip()}
-    unknown = wanted - set(EventType.values)
-    if unknown:
-        raise DomainError(
-            ErrorCode.INVALID_REQUEST,
-            f"unknown event type(s): {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(EventType.values)}",
-        )
-    return [name for name in EventType.values if name in wanted]
+    return named_choices(raw, EventType, "event type(s)")
 
 
 def _refresh_subscriptions(app_pk: int) -> None:

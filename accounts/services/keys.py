@@ -26,6 +26,7 @@ from accounts.models import (
 )
 from accounts.services._clock import whole_seconds
 from portal.errors import DomainError, ErrorCode
+from portal.text import named_choices
 
 log = logging.getLogger("portal.accounts")
 
@@ -37,16 +38,10 @@ MAX_ROTATION_GRACE = dt.timedelta(days=30)
 
 def parse_scopes(raw: Iterable[str]) -> list[str]:
     """Validates scope names, keeping the canonical order; raises DomainError on an unknown one."""
-    wanted = {scope.strip() for scope in raw if scope.strip()}
-    unknown = wanted - set(Scope.values)
-    if unknown:
-        raise DomainError(
-            ErrorCode.INVALID_REQUEST,
-            f"unknown scope(s): {', '.join(sorted(unknown))}; known: {', '.join(Scope.values)}",
-        )
-    if not wanted:
+    scopes = named_choices(raw, Scope, "scope(s)")
+    if not scopes:
         raise DomainError(ErrorCode.INVALID_REQUEST, "at least one scope is required")
-    return [scope for scope in Scope.values if scope in wanted]
+    return scopes
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,14 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import benchdb  # beside this script
+from admin_pages import measure  # the admin pages' bench, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 # bench/http.py would shadow the standard library's http package: the project root instead.
@@ -253,41 +252,6 @@ def pages(users: int) -> list[tuple[str, str]]:
         ("audit: action absent", u("audit", action="team.removed")),
         ("team", u("team")),
     ]
-
-
-@dataclass
-class Measure:
-    status: int
-    ms: float
-    queries: int
-    slowest_ms: float
-    slowest_sql: str
-
-
-def measure(client: Any, url: str, runs: int) -> Measure:
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
-    client.get(url)
-    samples = []
-    statuses = set()
-    for _ in range(runs):
-        with CaptureQueriesContext(connection) as captured:
-            started = time.perf_counter()
-            response = client.get(url)
-            seconds = time.perf_counter() - started
-        statuses.add(response.status_code)
-        slowest = max(captured.captured_queries, key=lambda q: float(q["time"]), default=None)
-        samples.append((seconds, len(captured), slowest))
-    samples.sort(key=lambda s: s[0])
-    _, _, slowest = samples[len(samples) // 2]
-    return Measure(
-        status=max(statuses, key=lambda s: s != 200),
-        ms=statistics.median(s[0] for s in samples) * 1000,
-        queries=max(s[1] for s in samples),
-        slowest_ms=float(slowest["time"]) * 1000 if slowest else 0.0,
-        slowest_sql=slowest["sql"] if slowest else "",
-    )
 
 
 def check_overview(client: Any) -> list[str]:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from io import StringIO
 from typing import Any
 
+import pytest
+from django.core.management import call_command
 from rest_framework.test import APIClient
 
 
@@ -49,3 +53,19 @@ def new_user(customer: APIClient, app_id: str, external_id: str = "alice") -> st
     answer = redeem(APIClient(), code, app_id, f"install-{external_id}")
     assert answer.status_code == 201, answer.content
     return answer.json()["user_id"]
+
+
+def run_command(*args: str) -> dict:
+    """A management command run with --json, its output read back."""
+    out = StringIO()
+    call_command(*args, "--json", stdout=out)
+    return json.loads(out.getvalue())
+
+
+def run_command_failing(*args: str) -> dict:
+    """A management command run with --json that must exit 1; its output read back."""
+    out = StringIO()
+    with pytest.raises(SystemExit) as exit_info:
+        call_command(*args, "--json", stdout=out)
+    assert exit_info.value.code == 1
+    return json.loads(out.getvalue())

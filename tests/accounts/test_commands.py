@@ -11,22 +11,10 @@ from django.utils import timezone
 from accounts import crypto
 from accounts.models import ApiKey, App
 from tests.factories import ApiKeyFactory
+from tests.helpers import run_command as run
+from tests.helpers import run_command_failing as run_failing
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args: str) -> dict:
-    out = StringIO()
-    call_command(*args, "--json", stdout=out)
-    return json.loads(out.getvalue())
-
-
-def run_failing(*args: str) -> dict:
-    out = StringIO()
-    with pytest.raises(SystemExit) as exit_info:
-        call_command(*args, "--json", stdout=out)
-    assert exit_info.value.code == 1
-    return json.loads(out.getvalue())
 
 
 def test_create_app():

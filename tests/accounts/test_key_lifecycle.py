@@ -16,16 +16,11 @@ from accounts.models import ApiKey, ApiKeyNotice, AuditAction, AuditEvent
 from accounts.services import keys as key_services
 from portal.errors import DomainError
 from tests.factories import ApiKeyFactory, AppFactory
+from tests.helpers import run_command as run
 
 pytestmark = pytest.mark.django_db
 
 OPERATOR = Actor.operator("tests")
-
-
-def run(*args: str) -> dict:
-    out = StringIO()
-    call_command(*args, "--json", stdout=out)
-    return json.loads(out.getvalue())
 
 
 def issue(full_key: str) -> tuple[int, str]:

@@ -3,30 +3,16 @@
 from __future__ import annotations
 
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from events import crypto
 from events.models import WebhookEndpoint
 from tests.factories import AppFactory
+from tests.helpers import run_command as run
+from tests.helpers import run_command_failing as run_failing
 
 pytestmark = pytest.mark.django_db
-
-
-def run(*args: str) -> dict:
-    out = StringIO()
-    call_command(*args, "--json", stdout=out)
-    return json.loads(out.getvalue())
-
-
-def run_failing(*args: str) -> dict:
-    out = StringIO()
-    with pytest.raises(SystemExit) as exit_info:
-        call_command(*args, "--json", stdout=out)
-    assert exit_info.value.code == 1
-    return json.loads(out.getvalue())
 
 
 def test_create_list_rotate_disable(hook):
